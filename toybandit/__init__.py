@@ -1,0 +1,61 @@
+"""toybandit: the one-step (contextual bandit) alignment world, solved exactly.
+
+Responses live on the last tensor dim, prompts on any leading dims; float64 by default. See
+``DESIGN.md`` for the notation (β, τ, μ, P, q) shared by the whole project.
+"""
+
+from . import losses
+from .data import PreferencePairs, population_pairs, sample_preferences
+from .fit import fit_policy
+from .objectives import (
+    NGUYEN_2025,
+    dpo_objective,
+    expected_pair_loss,
+    ipo_label_objective,
+    ipo_objective,
+    ipo_preference_objective,
+    ipo_target_objective,
+    logistic_objective,
+    logratios,
+    pair_weights,
+)
+from .optimal import kl_divergence, log_optimal_policy, log_partition, optimal_policy, regularized_value
+from .preferences import (
+    PREFERENCE_KINDS,
+    PSI,
+    bradley_terry,
+    check_preference,
+    psi_optimal_policy,
+    psi_scores,
+    random_preference,
+)
+
+__all__ = [
+    "NGUYEN_2025",
+    "PREFERENCE_KINDS",
+    "PSI",
+    "PreferencePairs",
+    "bradley_terry",
+    "check_preference",
+    "dpo_objective",
+    "expected_pair_loss",
+    "fit_policy",
+    "ipo_label_objective",
+    "ipo_objective",
+    "ipo_preference_objective",
+    "ipo_target_objective",
+    "kl_divergence",
+    "log_optimal_policy",
+    "log_partition",
+    "logistic_objective",
+    "logratios",
+    "losses",
+    "optimal_policy",
+    "pair_weights",
+    "population_pairs",
+    "psi_optimal_policy",
+    "psi_scores",
+    "random_preference",
+    "regularized_value",
+    "sample_preferences",
+]
