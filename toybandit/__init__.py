@@ -19,7 +19,13 @@ from .objectives import (
     logratios,
     pair_weights,
 )
-from .optimal import kl_divergence, log_optimal_policy, log_partition, optimal_policy, regularized_value
+from .optimal import (
+    kl_divergence,
+    log_optimal_policy,
+    log_partition,
+    optimal_policy,
+    regularized_value,
+)
 from .preferences import (
     PREFERENCE_KINDS,
     PSI,

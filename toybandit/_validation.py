@@ -21,7 +21,9 @@ def as_tensor(x, name: str) -> Tensor:
         try:
             x = torch.as_tensor(x, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError) as err:
-            raise ValueError(f"{name} must be a tensor or array-like of numbers, got {type(x)}") from err
+            raise ValueError(
+                f"{name} must be a tensor or array-like of numbers, got {type(x)}"
+            ) from err
     elif not x.is_floating_point():
         x = x.to(torch.float64)
     return x
@@ -39,7 +41,9 @@ def probabilities(p, name: str, *, min_dim: int = 1) -> Tensor:
     """Check a tensor of distributions over the last dim: finite, ≥ 0, each row summing to 1."""
     p = as_tensor(p, name)
     if p.dim() < min_dim or p.shape[-1] == 0:
-        raise ValueError(f"{name} must have a non-empty last (response) dim, got shape {tuple(p.shape)}")
+        raise ValueError(
+            f"{name} must have a non-empty last (response) dim, got shape {tuple(p.shape)}"
+        )
     if not torch.isfinite(p).all():
         raise ValueError(f"{name} must be finite, got {p[~torch.isfinite(p)][:3].tolist()}")
     if (p < 0).any():

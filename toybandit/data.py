@@ -34,7 +34,11 @@ def _prompt_world(pref, mu, rho):
             f"{tuple(pref.shape)}"
         )
     single = pref.dim() == 2 and mu.dim() == 1
-    num_prompts = 1 if single else max(pref.shape[0] if pref.dim() == 3 else 1, mu.shape[0] if mu.dim() == 2 else 1)
+    num_prompts = (
+        1
+        if single
+        else max(pref.shape[0] if pref.dim() == 3 else 1, mu.shape[0] if mu.dim() == 2 else 1)
+    )
     y = pref.shape[-1]
     try:
         pref = pref.expand(num_prompts, y, y)
@@ -47,7 +51,9 @@ def _prompt_world(pref, mu, rho):
         rho = torch.full((num_prompts,), 1.0 / num_prompts, dtype=pref.dtype)
     else:
         if single:
-            raise ValueError("rho is only meaningful with several prompts (pref [X, Y, Y] or mu [X, Y])")
+            raise ValueError(
+                "rho is only meaningful with several prompts (pref [X, Y, Y] or mu [X, Y])"
+            )
         rho = v.probabilities(rho, "rho").to(pref.dtype)
         if rho.shape != (num_prompts,):
             raise ValueError(f"rho must have shape ({num_prompts},), got {tuple(rho.shape)}")
@@ -77,7 +83,11 @@ def sample_preferences(pref, mu, n: int, generator: torch.Generator, rho=None) -
         raise ValueError(f"n must be ≥ 0, got {n}")
     pref, mu, rho, single = _prompt_world(pref, mu, rho)
     n = int(n)
-    prompts = torch.multinomial(rho, n, replacement=True, generator=generator) if n else torch.zeros(0, dtype=torch.long)
+    prompts = (
+        torch.multinomial(rho, n, replacement=True, generator=generator)
+        if n
+        else torch.zeros(0, dtype=torch.long)
+    )
     rows = mu[prompts]
     y1 = torch.multinomial(rows, 1, generator=generator).squeeze(-1) if n else prompts
     y2 = torch.multinomial(rows, 1, generator=generator).squeeze(-1) if n else prompts
@@ -97,4 +107,6 @@ def population_pairs(pref, mu, rho=None) -> PreferencePairs:
     pref, mu, rho, single = _prompt_world(pref, mu, rho)
     weights = rho[:, None, None] * pair_weights(pref, mu)
     prompts, chosen, rejected = (weights > 0).nonzero(as_tuple=True)
-    return PreferencePairs(chosen, rejected, None if single else prompts, weights[prompts, chosen, rejected])
+    return PreferencePairs(
+        chosen, rejected, None if single else prompts, weights[prompts, chosen, rejected]
+    )

@@ -20,7 +20,9 @@ def _indices(x, name: str, size: int, n: int | None) -> Tensor:
         raise ValueError(f"{name} must hold integer indices, got dtype {x.dtype}")
     x = x.long()
     if x.dim() != 1 or (n is not None and x.shape[0] != n):
-        raise ValueError(f"{name} must be a 1-D index tensor of length {n}, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must be a 1-D index tensor of length {n}, got shape {tuple(x.shape)}"
+        )
     if x.numel() and (x.min() < 0 or x.max() >= size):
         raise ValueError(f"{name} must lie in [0, {size}), got range [{x.min()}, {x.max()}]")
     return x
@@ -128,7 +130,9 @@ def fit_policy(
         prompts = torch.zeros(n, dtype=torch.long)
     else:
         if prompts is None:
-            raise ValueError(f"prompts is required when ref is [X, Y], got ref of shape {tuple(ref.shape)}")
+            raise ValueError(
+                f"prompts is required when ref is [X, Y], got ref of shape {tuple(ref.shape)}"
+            )
         ref2 = ref
         prompts = _indices(prompts, "prompts", ref.shape[0], n)
     if weights is None:
@@ -169,7 +173,9 @@ def fit_policy(
     def decrease(theta: Tensor, new: Tensor) -> Tensor:
         # Σ w (ℓ(h_new) − ℓ(h_old)) pair by pair: near the infimum the change is far below the
         # rounding error of L itself (DPO's loss tends to e^{−βh}).
-        return (weights * (margin_loss.value(margins(new)) - margin_loss.value(margins(theta)))).sum()
+        return (
+            weights * (margin_loss.value(margins(new)) - margin_loss.value(margins(theta)))
+        ).sum()
 
     for _ in range(int(steps) if n else 0):
         h = margins(theta)
@@ -178,9 +184,13 @@ def fit_policy(
         hess = torch.zeros(*theta.shape, theta.shape[-1], dtype=ref.dtype)
         hess.index_put_(quad, quad_sign * d2.repeat(4), accumulate=True)
         # Jacobi scaling keeps pairs whose curvatures differ by many orders of magnitude solvable.
-        scale = torch.diagonal(hess, dim1=-2, dim2=-1).clamp_min(torch.finfo(ref.dtype).tiny).rsqrt()
+        scale = (
+            torch.diagonal(hess, dim1=-2, dim2=-1).clamp_min(torch.finfo(ref.dtype).tiny).rsqrt()
+        )
         scaled = scale.unsqueeze(-1) * hess * scale.unsqueeze(-2)
-        step = -scale * (torch.linalg.pinv(scaled, hermitian=True) @ (scale * grad).unsqueeze(-1)).squeeze(-1)
+        step = -scale * (
+            torch.linalg.pinv(scaled, hermitian=True) @ (scale * grad).unsqueeze(-1)
+        ).squeeze(-1)
         slope = (grad * step).sum()
         if not slope < 0:  # zero gradient, or curvature underflowed to 0
             break

@@ -119,7 +119,9 @@ def exo_pair(chosen_logratios, rejected_logratios, beta, label_smoothing: float 
     beta = _beta(beta)
     eps = v.in_range(label_smoothing, "label_smoothing", 0.0, 1.0)
     if not 0.0 < eps < 1.0:
-        raise ValueError(f"label_smoothing must lie in (0, 1) for exo_pair, got {label_smoothing!r}")
+        raise ValueError(
+            f"label_smoothing must lie in (0, 1) for exo_pair, got {label_smoothing!r}"
+        )
     logits = beta * (chosen - rejected)
     log_qw, log_ql = F.logsigmoid(logits), F.logsigmoid(-logits)
     log_pw, log_pl = math.log1p(-eps), math.log(eps)

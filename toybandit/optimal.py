@@ -58,8 +58,8 @@ def optimal_policy(reward, ref, beta) -> Tensor:
     Computed in log space (see :func:`log_optimal_policy`), so |r|/β up to 1e4 and π_ref down to
     1e-300 are exact to float precision.
 
-    >>> optimal_policy(torch.tensor([0.0, 1.0]), torch.tensor([0.5, 0.5]), beta=1.0)
-    tensor([0.2689, 0.7311], dtype=torch.float64)
+    >>> optimal_policy(torch.tensor([0.0, 1.0]), torch.tensor([0.5, 0.5]), beta=1.0)  # (1, e)/(1 + e)
+    tensor([0.2689, 0.7311])
     """
     return log_optimal_policy(reward, ref, beta).exp()
 

@@ -48,7 +48,9 @@ def check_preference(pref, *, atol: float | None = None) -> Tensor:
 
     def fail(cond: str, text: str, mask: Tensor):
         idx = tuple(int(i) for i in mask.nonzero()[0])
-        raise ValueError(f"pref violates {cond} ({text}) at index {idx}: value {pref[idx].item()!r}")
+        raise ValueError(
+            f"pref violates {cond} ({text}) at index {idx}: value {pref[idx].item()!r}"
+        )
 
     bad = ~((pref >= 0) & (pref <= 1))  # also catches NaN
     if bad.any():
@@ -98,7 +100,9 @@ def random_preference(
         reward = scale * torch.randn((*batch_shape, n), generator=generator, dtype=dtype)
         return bradley_terry(reward)
     if kind == "deterministic":
-        rank = torch.rand((*batch_shape, n), generator=generator, dtype=dtype).argsort(-1).argsort(-1)
+        rank = (
+            torch.rand((*batch_shape, n), generator=generator, dtype=dtype).argsort(-1).argsort(-1)
+        )
         pref = (rank.unsqueeze(-1) > rank.unsqueeze(-2)).to(dtype)
     else:
         pref = torch.rand(shape, generator=generator, dtype=dtype)
@@ -191,8 +195,12 @@ def psi_optimal_policy(pref, mu, ref, tau, psi: str | Callable[[Tensor], Tensor]
         )
     # A −inf score (y always loses to a sampled y') is legitimate: probability 0.
     neg = torch.isneginf(scores)
-    _, ref, tau = _checked(torch.where(neg, 0.0, scores), ref, tau, beta_name="tau", reward_name="scores")
+    _, ref, tau = _checked(
+        torch.where(neg, 0.0, scores), ref, tau, beta_name="tau", reward_name="scores"
+    )
     log_pi = torch.log_softmax(ref.log() + scores / tau, dim=-1)
     if log_pi.isnan().any():
-        raise ValueError("every response with π_ref > 0 has Ψ-score −inf: the ΨPO optimum is undefined")
+        raise ValueError(
+            "every response with π_ref > 0 has Ψ-score −inf: the ΨPO optimum is undefined"
+        )
     return log_pi.exp()

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,13 +22,17 @@ def t(x):
 def test_reference_values():
     # h = 0: DPO = log 2 whatever β and ε; IPO = (1/(2τ))²; hinge = 1.
     assert losses.dpo(t(0.3), t(0.3), 0.1).item() == pytest.approx(math.log(2), rel=1e-15)
-    assert losses.dpo(t(0.0), t(0.0), 5.0, label_smoothing=0.2).item() == pytest.approx(math.log(2), rel=1e-15)
+    assert losses.dpo(t(0.0), t(0.0), 5.0, label_smoothing=0.2).item() == pytest.approx(
+        math.log(2), rel=1e-15
+    )
     assert losses.ipo(t(1.0), t(1.0), 0.25).item() == pytest.approx(4.0, rel=1e-15)
     assert losses.hinge(t(0.0), t(0.0), 1.0).item() == 1.0
     # h = 1/(2τ): IPO is 0; βh = 1: hinge is 0 and DPO = log(1 + e^{-1}).
     assert losses.ipo(t(2.0), t(0.0), 0.25).item() == 0.0
     assert losses.hinge(t(2.0), t(0.0), 0.5).item() == 0.0
-    assert losses.dpo(t(2.0), t(0.0), 0.5).item() == pytest.approx(math.log1p(math.exp(-1)), rel=1e-15)
+    assert losses.dpo(t(2.0), t(0.0), 0.5).item() == pytest.approx(
+        math.log1p(math.exp(-1)), rel=1e-15
+    )
 
 
 @given(logratio, logratio, strength, st.floats(0, 1))
@@ -38,20 +41,26 @@ def test_dpo_is_bernoulli_cross_entropy(w, l_, beta, eps):
     z = beta * (w - l_)
     log_sig = lambda x: -math.log1p(math.exp(-x)) if x > 0 else x - math.log1p(math.exp(x))  # noqa: E731
     expected = -(1 - eps) * log_sig(z) - eps * log_sig(-z)
-    assert losses.dpo(t(w), t(l_), beta, label_smoothing=eps).item() == pytest.approx(expected, rel=1e-12, abs=1e-300)
+    assert losses.dpo(t(w), t(l_), beta, label_smoothing=eps).item() == pytest.approx(
+        expected, rel=1e-12, abs=1e-300
+    )
 
 
 @given(logratio, logratio, strength, st.floats(0, 0.49))
 def test_robust_is_unbiased_under_label_noise(w, l_, beta, eps):
     """rDPO: E over a flip of rate ε of the robust loss is the clean DPO loss."""
-    noisy = (1 - eps) * losses.robust(t(w), t(l_), beta, eps) + eps * losses.robust(t(l_), t(w), beta, eps)
+    noisy = (1 - eps) * losses.robust(t(w), t(l_), beta, eps) + eps * losses.robust(
+        t(l_), t(w), beta, eps
+    )
     assert noisy.item() == pytest.approx(losses.dpo(t(w), t(l_), beta).item(), rel=1e-9, abs=1e-9)
 
 
 @given(logratio, logratio, strength)
 def test_robust_twin_is_biased_with_the_wrong_rate(w, l_, beta):
     """Negative twin: correcting for ε = 0.2 when the flips have rate 0.1 is biased unless h = 0."""
-    noisy = 0.9 * losses.robust(t(w), t(l_), beta, 0.2) + 0.1 * losses.robust(t(l_), t(w), beta, 0.2)
+    noisy = 0.9 * losses.robust(t(w), t(l_), beta, 0.2) + 0.1 * losses.robust(
+        t(l_), t(w), beta, 0.2
+    )
     clean = losses.dpo(t(w), t(l_), beta)
     if abs(beta * (w - l_)) > 1e-3:
         assert abs((noisy - clean).item()) > 1e-9
@@ -62,7 +71,9 @@ def test_robust_twin_is_biased_with_the_wrong_rate(w, l_, beta):
 def test_ipo_matches_nguyen_eq12_scaling(w, l_, tau):
     """Nguyen 2025 eq. (12) writes (βh − ½)² with τ = β: β² times the IPO loss."""
     blog = (tau * (w - l_) - 0.5) ** 2
-    assert (tau**2 * losses.ipo(t(w), t(l_), tau)).item() == pytest.approx(blog, rel=1e-9, abs=1e-12)
+    assert (tau**2 * losses.ipo(t(w), t(l_), tau)).item() == pytest.approx(
+        blog, rel=1e-9, abs=1e-12
+    )
 
 
 @pytest.mark.parametrize("name", sorted(losses.TRL_LOSS_TYPES))
@@ -110,8 +121,14 @@ def trl_world(tmp_path_factory):
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
     config = GPT2Config(
-        vocab_size=len(words), n_positions=16, n_embd=16, n_layer=1, n_head=2,
-        bos_token_id=1, eos_token_id=1, pad_token_id=0,
+        vocab_size=len(words),
+        n_positions=16,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        bos_token_id=1,
+        eos_token_id=1,
+        pad_token_id=0,
     )
     torch.manual_seed(0)
     model, ref_model = GPT2LMHeadModel(config).eval(), GPT2LMHeadModel(config).eval()
@@ -121,18 +138,34 @@ def trl_world(tmp_path_factory):
         "rejected": [" d", " a b c", " c c", " e"],
     }
     args = DPOConfig(
-        output_dir=str(tmp_path_factory.mktemp("trl")), beta=0.1, report_to=[], use_cpu=True,
-        per_device_train_batch_size=4, max_length=16, disable_tqdm=True,
+        output_dir=str(tmp_path_factory.mktemp("trl")),
+        beta=0.1,
+        report_to=[],
+        use_cpu=True,
+        per_device_train_batch_size=4,
+        max_length=16,
+        disable_tqdm=True,
     )
-    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args,
-                         train_dataset=Dataset.from_dict(rows), processing_class=tokenizer)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=args,
+        train_dataset=Dataset.from_dict(rows),
+        processing_class=tokenizer,
+    )
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
 
     # Sequence log-ratios computed here, independently of TRL: log-softmax, gather, mask, sum.
     def sequence_logps(m):
         with torch.no_grad():
-            logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-        token = torch.log_softmax(logits.double(), -1).gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+            logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[
+                :, :-1
+            ]
+        token = (
+            torch.log_softmax(logits.double(), -1)
+            .gather(-1, batch["input_ids"][:, 1:, None])
+            .squeeze(-1)
+        )
         return (token * batch["completion_mask"][:, 1:]).sum(-1)
 
     logratios = sequence_logps(model) - sequence_logps(ref_model)

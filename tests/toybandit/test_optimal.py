@@ -28,7 +28,9 @@ def scipy_maximise(reward, ref, beta):
         kl = np.sum(special.rel_entr(pi, p))
         return -(pi @ r - beta * kl)
 
-    res = optimize.minimize(negative_value, np.zeros(support.sum()), method="BFGS", options={"gtol": 1e-10})
+    res = optimize.minimize(
+        negative_value, np.zeros(support.sum()), method="BFGS", options={"gtol": 1e-10}
+    )
     logits = np.full(p.shape, -np.inf)
     logits[support] = res.x
     return torch.tensor(special.softmax(logits))
@@ -51,7 +53,9 @@ def test_wrong_sign_optimum_is_beaten_by_scipy(b):
     """Negative twin: π_ref·exp(−r/β)/Z is not the maximiser unless r is constant on the support."""
     wrong = tb.optimal_policy(-b.reward, b.ref, b.beta)
     found = scipy_maximise(b.reward, b.ref, b.beta)
-    gap = tb.regularized_value(found, b.reward, b.ref, b.beta) - tb.regularized_value(wrong, b.reward, b.ref, b.beta)
+    gap = tb.regularized_value(found, b.reward, b.ref, b.beta) - tb.regularized_value(
+        wrong, b.reward, b.ref, b.beta
+    )
     spread = (b.reward.max() - b.reward.min()).item()
     if spread > 1e-3:
         assert gap > 0
@@ -79,7 +83,11 @@ def test_reward_differences_recovered_eq4_eq5(b):
     scale = 1 + b.reward.abs().max().item()
     assert torch.allclose(diffs(b.beta * q), diffs(b.reward), atol=1e-11 * scale)
     log_z = special.logsumexp(b.reward.numpy() / b.beta, b=b.ref.numpy(), axis=-1)
-    np.testing.assert_allclose((b.reward - b.beta * q).numpy(), b.beta * log_z[..., None] * np.ones(b.reward.shape), atol=1e-10 * scale)
+    np.testing.assert_allclose(
+        (b.reward - b.beta * q).numpy(),
+        b.beta * log_z[..., None] * np.ones(b.reward.shape),
+        atol=1e-10 * scale,
+    )
 
 
 @given(tbst.bandits(max_prompts=2))
@@ -94,7 +102,9 @@ def test_reward_differences_fail_with_another_beta(b):
 
 def mp_optimum(reward, ref, beta):
     mpmath.mp.dps = 60
-    terms = [mpmath.mpf(p) * mpmath.exp(mpmath.mpf(r) / beta) for r, p in zip(reward, ref, strict=True)]
+    terms = [
+        mpmath.mpf(p) * mpmath.exp(mpmath.mpf(r) / beta) for r, p in zip(reward, ref, strict=True)
+    ]
     z = mpmath.fsum(terms)
     return [float(t / z) for t in terms], float(beta * mpmath.log(z))
 
@@ -122,15 +132,21 @@ def test_extreme_inputs_are_finite_and_exact(reward, ref, beta):
 
 def test_reference_value():
     # Two responses, uniform ref, r = (0, 1), β = 1: π* = (1, e)/(1 + e), β log Z = log((1 + e)/2).
-    pi = tb.optimal_policy(torch.tensor([0.0, 1.0], dtype=F64), torch.tensor([0.5, 0.5], dtype=F64), 1.0)
+    pi = tb.optimal_policy(
+        torch.tensor([0.0, 1.0], dtype=F64), torch.tensor([0.5, 0.5], dtype=F64), 1.0
+    )
     assert pi.tolist() == pytest.approx([1 / (1 + math.e), math.e / (1 + math.e)], rel=1e-15)
-    z = tb.log_partition(torch.tensor([0.0, 1.0], dtype=F64), torch.tensor([0.5, 0.5], dtype=F64), 1.0)
+    z = tb.log_partition(
+        torch.tensor([0.0, 1.0], dtype=F64), torch.tensor([0.5, 0.5], dtype=F64), 1.0
+    )
     assert z.item() == pytest.approx(math.log((1 + math.e) / 2), rel=1e-15)
 
 
 def test_value_is_minus_infinity_off_support():
     r, ref = torch.zeros(2, dtype=F64), torch.tensor([1.0, 0.0], dtype=F64)
-    assert tb.regularized_value(torch.tensor([0.5, 0.5], dtype=F64), r, ref, 1.0).item() == -math.inf
+    assert (
+        tb.regularized_value(torch.tensor([0.5, 0.5], dtype=F64), r, ref, 1.0).item() == -math.inf
+    )
 
 
 def test_per_prompt_beta_broadcasts():

@@ -29,7 +29,9 @@ def test_bradley_terry_entries_and_conditions(r):
 
 @given(st.sampled_from(tb.PREFERENCE_KINDS), st.integers(3, 7), st.integers(0, 2**31 - 1))
 def test_random_preferences_are_valid(kind, n, seed):
-    pref = tb.random_preference(n, generator=torch.Generator().manual_seed(seed), kind=kind, batch_shape=(2,))
+    pref = tb.random_preference(
+        n, generator=torch.Generator().manual_seed(seed), kind=kind, batch_shape=(2,)
+    )
     assert pref.shape == (2, n, n)
     tb.check_preference(pref)
     if kind == "deterministic":
@@ -101,13 +103,19 @@ def test_psi_scores_logit_and_callable_by_enumeration(w):
     expected = psi_scores_by_loops(w.pref.tolist(), w.mu.tolist(), logit)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9, atol=1e-9)
     cube = tb.psi_scores(w.pref, w.mu, lambda p: p**3)
-    np.testing.assert_allclose(cube.numpy(), psi_scores_by_loops(w.pref.tolist(), w.mu.tolist(), lambda p: p**3), rtol=1e-13)
+    np.testing.assert_allclose(
+        cube.numpy(),
+        psi_scores_by_loops(w.pref.tolist(), w.mu.tolist(), lambda p: p**3),
+        rtol=1e-13,
+    )
 
 
 @given(tbst.bandits(max_prompts=2, reward_scale=5.0), st.data())
 def test_psi_logit_on_bradley_terry_is_the_rlhf_optimum_for_every_mu(b, data):
     """Azar et al. 2023, Prop. 1: Ψ = logit with a Bradley–Terry P gives the RLHF optimum whatever μ."""
-    mu = data.draw(tbst.probabilities(b.reward.shape[-1], batch_shape=b.reward.shape[:-1], zeros=True))
+    mu = data.draw(
+        tbst.probabilities(b.reward.shape[-1], batch_shape=b.reward.shape[:-1], zeros=True)
+    )
     got = tb.psi_optimal_policy(tb.bradley_terry(b.reward), mu, b.ref, b.beta, "logit")
     assert torch.allclose(got, tb.optimal_policy(b.reward, b.ref, b.beta), rtol=1e-9, atol=1e-12)
 
