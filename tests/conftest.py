@@ -1,7 +1,10 @@
 import os
 
+import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
+# `ci`: derandomised so that a CI run is reproducible; `thorough`: long local runs.
 settings.register_profile(
     "ci",
     derandomize=True,
@@ -17,3 +20,18 @@ settings.load_profile(
         "HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI", "").lower() == "true" else "dev"
     )
 )
+
+
+def pytest_configure(config):
+    # Also declared in pyproject.toml; repeated so that `pytest --pyargs` from elsewhere knows them.
+    config.addinivalue_line("markers", "slow: long-running test (still run in CI)")
+    config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
