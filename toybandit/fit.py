@@ -127,7 +127,7 @@ def fit_policy(
         if prompts is not None:
             raise ValueError("prompts must be None when ref is [Y] (a single prompt)")
         ref2 = ref.unsqueeze(0)
-        prompts = torch.zeros(n, dtype=torch.long)
+        prompts = torch.zeros(n, dtype=torch.long, device=ref.device)
     else:
         if prompts is None:
             raise ValueError(
@@ -136,7 +136,7 @@ def fit_policy(
         ref2 = ref
         prompts = _indices(prompts, "prompts", ref.shape[0], n)
     if weights is None:
-        weights = torch.ones(n, dtype=ref.dtype)
+        weights = torch.ones(n, dtype=ref.dtype, device=ref.device)
     else:
         weights = v.as_tensor(weights, "weights").to(ref.dtype)
         if weights.shape != (n,):
@@ -159,13 +159,14 @@ def fit_policy(
     offset = log_ref[prompts, chosen] - log_ref[prompts, rejected]
     # Index lists so that gradient and Laplacian are scatter-adds, O(n) memory.
     ends = (torch.cat([prompts, prompts]), torch.cat([chosen, rejected]))
-    sign = torch.cat([torch.ones(n, dtype=ref.dtype), -torch.ones(n, dtype=ref.dtype)])
+    ones = torch.ones(n, dtype=ref.dtype, device=ref.device)
+    sign = torch.cat([ones, -ones])
     quad = (
         torch.cat([prompts] * 4),
         torch.cat([chosen, rejected, chosen, rejected]),
         torch.cat([chosen, rejected, rejected, chosen]),
     )
-    quad_sign = torch.cat([sign.abs(), -sign.abs()])  # +(w,w) +(l,l) −(w,l) −(l,w)
+    quad_sign = torch.cat([ones, ones, -ones, -ones])  # +(w,w) +(l,l) −(w,l) −(l,w)
 
     def margins(theta: Tensor) -> Tensor:
         return theta[prompts, chosen] - theta[prompts, rejected] - offset
@@ -181,7 +182,7 @@ def fit_policy(
         h = margins(theta)
         d1, d2 = weights * margin_loss.d1(h), weights * margin_loss.d2(h)
         grad = torch.zeros_like(theta).index_put_(ends, sign * d1.repeat(2), accumulate=True)
-        hess = torch.zeros(*theta.shape, theta.shape[-1], dtype=ref.dtype)
+        hess = theta.new_zeros(*theta.shape, theta.shape[-1])
         hess.index_put_(quad, quad_sign * d2.repeat(4), accumulate=True)
         # Jacobi scaling keeps pairs whose curvatures differ by many orders of magnitude solvable.
         scale = (
