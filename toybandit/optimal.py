@@ -49,7 +49,12 @@ def log_optimal_policy(reward, ref, beta) -> Tensor:
         ValueError: non-finite reward, invalid ``ref``, β ≤ 0, or shapes that do not broadcast.
     """
     reward, ref, beta = _checked(reward, ref, beta)
-    return torch.log_softmax(ref.log() + reward / beta, dim=-1)
+    return _log_gibbs(reward, ref, beta)
+
+
+def _log_gibbs(score: Tensor, ref: Tensor, beta) -> Tensor:
+    """log(π_ref e^{s/β} / Z) on checked inputs; −inf where π_ref = 0 or s = −inf."""
+    return torch.log_softmax(ref.log() + score / beta, dim=-1)
 
 
 def optimal_policy(reward, ref, beta) -> Tensor:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from . import _validation as v
-from .optimal import _checked
+from .optimal import _checked, _log_gibbs
 
 Tensor = torch.Tensor
 
@@ -111,8 +111,14 @@ def random_preference(
             pref[..., 0, 1] = 0.5 + 0.5 * pref[..., 0, 1]
             pref[..., 1, 2] = 0.5 + 0.5 * pref[..., 1, 2]
             pref[..., 0, 2] = 0.5 * pref[..., 0, 2]
-    upper = torch.triu(pref, diagonal=1)
-    eye = torch.eye(n, dtype=dtype)
+    return from_upper_triangle(pref)
+
+
+def from_upper_triangle(upper: Tensor) -> Tensor:
+    """The preference matrix whose entries above the diagonal are those of ``upper``: P_ii = ½ (8b)
+    and P_ji = 1 − P_ij (8c). Entries on and below the diagonal of ``upper`` are ignored."""
+    upper = torch.triu(upper, diagonal=1)
+    eye = torch.eye(upper.shape[-1], dtype=upper.dtype, device=upper.device)
     return upper + torch.tril(1 - upper.transpose(-1, -2), diagonal=-1) + 0.5 * eye
 
 
@@ -198,7 +204,7 @@ def psi_optimal_policy(pref, mu, ref, tau, psi: str | Callable[[Tensor], Tensor]
     _, ref, tau = _checked(
         torch.where(neg, 0.0, scores), ref, tau, beta_name="tau", reward_name="scores"
     )
-    log_pi = torch.log_softmax(ref.log() + scores / tau, dim=-1)
+    log_pi = _log_gibbs(scores, ref, tau)
     if log_pi.isnan().any():
         raise ValueError(
             "every response with π_ref > 0 has Ψ-score −inf: the ΨPO optimum is undefined"

@@ -21,7 +21,7 @@ import torch
 from hypothesis import strategies as st
 
 from .optimal import optimal_policy  # noqa: F401  (used by the doctest above)
-from .preferences import bradley_terry
+from .preferences import bradley_terry, from_upper_triangle
 
 Tensor = torch.Tensor
 
@@ -94,7 +94,7 @@ def preferences(
         return bradley_terry(draw(rewards(n, batch_shape=batch_shape, scale=5.0)))
     if kind not in ("general", "cyclic"):
         raise ValueError(f"kind must be 'general', 'bradley_terry' or 'cyclic', got {kind!r}")
-    upper = torch.triu(draw(_tensor((*batch_shape, n, n), st.floats(0.0, 1.0))), diagonal=1)
+    upper = draw(_tensor((*batch_shape, n, n), st.floats(0.0, 1.0)))
     if kind == "cyclic":
         if n < 3:
             raise ValueError(f"a cyclic preference needs num_responses ≥ 3, got {n}")
@@ -102,11 +102,7 @@ def preferences(
         upper[..., 0, 1] = draw(_tensor(batch_shape, above))
         upper[..., 1, 2] = draw(_tensor(batch_shape, above))
         upper[..., 0, 2] = 1 - draw(_tensor(batch_shape, above))
-    return (
-        upper
-        + torch.tril(1 - upper.transpose(-1, -2), diagonal=-1)
-        + 0.5 * torch.eye(n, dtype=torch.float64)
-    )
+    return from_upper_triangle(upper)
 
 
 class Bandit(NamedTuple):
