@@ -83,14 +83,13 @@ def sample_preferences(pref, mu, n: int, generator: torch.Generator, rho=None) -
         raise ValueError(f"n must be ≥ 0, got {n}")
     pref, mu, rho, single = _prompt_world(pref, mu, rho)
     n = int(n)
-    prompts = (
-        torch.multinomial(rho, n, replacement=True, generator=generator)
-        if n
-        else torch.zeros(0, dtype=torch.long)
-    )
+    if n == 0:  # torch.multinomial refuses to draw nothing
+        empty = torch.zeros(0, dtype=torch.long)
+        return PreferencePairs(empty, empty, None if single else empty)
+    prompts = torch.multinomial(rho, n, replacement=True, generator=generator)
     rows = mu[prompts]
-    y1 = torch.multinomial(rows, 1, generator=generator).squeeze(-1) if n else prompts
-    y2 = torch.multinomial(rows, 1, generator=generator).squeeze(-1) if n else prompts
+    y1 = torch.multinomial(rows, 1, generator=generator).squeeze(-1)
+    y2 = torch.multinomial(rows, 1, generator=generator).squeeze(-1)
     first_wins = torch.rand(n, generator=generator, dtype=pref.dtype) < pref[prompts, y1, y2]
     chosen = torch.where(first_wins, y1, y2)
     rejected = torch.where(first_wins, y2, y1)

@@ -115,9 +115,7 @@ def dpo_objective(policy, pref, mu, ref, beta) -> Tensor:
     """
     policy, mu, ref, pref, beta = _inputs(policy, pref, mu, ref, beta)
     b = beta.unsqueeze(-1) if isinstance(beta, Tensor) else beta
-    return expected_pair_loss(
-        lambda w, l_: dpo(w, l_, beta=1.0), b * logratios(policy, ref), pref, mu
-    )
+    return logistic_objective(b * logratios(policy, ref), pref, mu)
 
 
 def _h(policy, ref, beta) -> Tensor:

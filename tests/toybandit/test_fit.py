@@ -26,6 +26,20 @@ def ipo_least_squares(chosen, rejected, ref, tau):
     return w / w.sum()
 
 
+def fit_population(pref, mu, ref, loss, **kwargs):
+    """fit_policy on the exact population: every labelled pair, weighted by its probability."""
+    pairs = tb.population_pairs(pref, mu)
+    return tb.fit_policy(
+        pairs.chosen,
+        pairs.rejected,
+        ref,
+        loss,
+        prompts=pairs.prompts,
+        weights=pairs.weights,
+        **kwargs,
+    )
+
+
 def connected(chosen, rejected, y):
     graph = np.zeros((y, y))
     graph[chosen, rejected] = graph[rejected, chosen] = 1
@@ -46,16 +60,7 @@ def test_ipo_on_sampled_pairs_reaches_the_closed_form_minimiser(world, n, seed):
 
 @given(tbst.preference_worlds(max_responses=5, max_prompts=3))
 def test_ipo_on_the_population_reaches_the_identity_psi_optimum(world):
-    pairs = tb.population_pairs(world.pref, world.mu)
-    fitted = tb.fit_policy(
-        pairs.chosen,
-        pairs.rejected,
-        world.ref,
-        "ipo",
-        tau=world.beta,
-        prompts=pairs.prompts,
-        weights=pairs.weights,
-    )
+    fitted = fit_population(world.pref, world.mu, world.ref, "ipo", tau=world.beta)
     expected = tb.psi_optimal_policy(world.pref, world.mu, world.ref, world.beta, "identity")
     assert (fitted - expected).abs().max() < 1e-6
 
@@ -66,8 +71,7 @@ def test_ipo_population_fit_misses_the_psi_optimum_without_full_support():
     pref = torch.tensor([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]], dtype=F64)
     mu = torch.tensor([0.5, 0.5, 0.0], dtype=F64)
     ref = torch.full((3,), 1 / 3, dtype=F64)
-    pairs = tb.population_pairs(pref, mu)
-    fitted = tb.fit_policy(pairs.chosen, pairs.rejected, ref, "ipo", tau=0.2, weights=pairs.weights)
+    fitted = fit_population(pref, mu, ref, "ipo", tau=0.2)
     star = tb.psi_optimal_policy(pref, mu, ref, 0.2)
     assert (fitted[0] / fitted[1]).item() == pytest.approx(
         (star[0] / star[1]).item(), rel=1e-9
@@ -80,16 +84,7 @@ def test_ipo_population_fit_misses_the_psi_optimum_without_full_support():
 def test_dpo_on_a_bradley_terry_population_reaches_the_rlhf_optimum(b, data):
     """DPO's population minimiser under Bradley–Terry with full-support μ is π* of eq. (1)."""
     mu = data.draw(tbst.probabilities(b.reward.shape[-1], batch_shape=b.reward.shape[:-1]))
-    pairs = tb.population_pairs(tb.bradley_terry(b.reward), mu)
-    fitted = tb.fit_policy(
-        pairs.chosen,
-        pairs.rejected,
-        b.ref,
-        "dpo",
-        beta=b.beta,
-        prompts=pairs.prompts,
-        weights=pairs.weights,
-    )
+    fitted = fit_population(tb.bradley_terry(b.reward), mu, b.ref, "dpo", beta=b.beta)
     assert (fitted - tb.optimal_policy(b.reward, b.ref, b.beta)).abs().max() < 1e-6
 
 
