@@ -1,3 +1,6 @@
-"""tokenmdp: the tree-structured token MDP (Rafailov et al. 2024). Built in a later issue."""
+"""tokenmdp: the tree-structured token MDP of Rafailov et al. 2024, solved exactly."""
 
-__all__: list[str] = []
+from .solve import Solution, reward_from_q, soft_solve
+from .tree import TokenTree, random_tree
+
+__all__ = ["Solution", "TokenTree", "random_tree", "reward_from_q", "soft_solve"]

@@ -1,0 +1,217 @@
+"""Exact soft (max-ent) backward induction on a token tree, and its inverse (r ↔ Q*)."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from toybandit import _validation as v
+
+from .tree import TokenTree
+
+Tensor = torch.Tensor
+
+
+class Solution(NamedTuple):
+    """Q*, V* and log π* over the nodes of a tree, each of shape [..., N].
+
+    ``q[..., n]`` and ``log_policy[..., n]`` belong to the edge into n (0 at the root);
+    ``v[..., n]`` is V*(n), 0 at terminal nodes, and ``v[..., 0]`` is V*(s₀) = β log Z.
+    """
+
+    q: Tensor
+    v: Tensor
+    log_policy: Tensor
+
+
+def soft_solve(tree: TokenTree, reward, beta) -> Solution:
+    """Q*, V*, π* of the KL-regularised token MDP by backward induction over levels.
+
+    Rafailov et al. 2024, eqs. (5)–(7), with V* = 0 at terminal states:
+
+        Q*(s, a) = r(s, a) + β log π_ref(a|s) + V*(s·a),
+        V*(s)    = β log Σ_a exp(Q*(s, a)/β),
+        log π*(a|s) = (Q*(s, a) − V*(s)) / β.
+
+    One pass from the deepest level to the root, each level a handful of vectorised tensor ops
+    (no Python loop over nodes); runs unchanged on CUDA tensors. Edges with π_ref = 0 get
+    Q* = log π* = −inf.
+
+    Args:
+        tree: the :class:`TokenTree`.
+        reward: r per edge, stored at the child node, finite, shape [..., N] (leading dims are a
+            batch of reward functions on the same tree); the root's entry is ignored.
+        beta: β > 0, a number or a tensor over the batch dims.
+
+    Returns:
+        :class:`Solution` (q, v, log_policy), each [..., N] in the dtype of ``reward``.
+
+    Raises:
+        ValueError: ``reward`` is not finite or its last dim is not N, or β ≤ 0.
+
+    >>> tree = TokenTree.full(2, 1, eos=None)              # two one-token responses, π_ref = ½, ½
+    >>> sol = soft_solve(tree, torch.tensor([0.0, 0.0, math.log(3.0)]), beta=1.0)
+    >>> sol.log_policy.exp(), sol.v[0].exp()               # π* ∝ (1, 3); Z = ½ + 3/2 = 2
+    (tensor([1.0000, 0.2500, 0.7500], dtype=torch.float64), tensor(2., dtype=torch.float64))
+    """
+    reward = _edge_values(tree, reward, "reward")
+    beta = _beta(beta, reward)
+    r = reward.movedim(-1, 0)  # node-major: each level is a contiguous block of rows
+    q, lp = torch.empty_like(r), torch.empty_like(r)
+    val = torch.zeros_like(r)
+    scratch = _scratch(tree, r)
+    log_ref = tree.log_ref.to(r.dtype).reshape(-1, *([1] * (r.dim() - 1)))
+    for d in range(tree.max_depth, 0, -1):
+        rows = tree.level(d)
+        if torch.is_tensor(beta):
+            torch.add(r[rows], log_ref[rows] * beta, out=q[rows])
+        else:
+            torch.add(r[rows], log_ref[rows], alpha=beta, out=q[rows])
+        q[rows].add_(val[rows])
+        torch.div(q[rows], beta, out=lp[rows])
+        _soft_backup(tree, d, lp, val, scratch, beta)
+    q[0], lp[0] = 0.0, 0.0
+    return Solution(q.movedim(0, -1), val.movedim(0, -1), lp.movedim(0, -1))
+
+
+def reward_from_q(tree: TokenTree, q, beta) -> Tensor:
+    """The reward whose optimal Q-function is ``q``: the inverse map of Lemma 1.
+
+    Rafailov et al. 2024, eq. (7) solved for r (Lemma 1, Appendix A):
+
+        r(s, a) = Q(s, a) − β log π_ref(a|s) − V(s·a),   V(s) = β log Σ_a exp(Q(s, a)/β),
+
+    with V = 0 at terminal states. Any per-edge logits taken as Q give a reward whose
+    :func:`soft_solve` returns exactly those logits, and π* = softmax(Q/β): every language model is
+    the optimal Q-function of some reward. Adding Φ(s) to the logits of all children of s leaves the
+    policy unchanged and shapes the reward by Φ (Definition 1; see :func:`tokenmdp.shape_reward`).
+
+    Lemma 1 needs π_ref > 0: an edge with π_ref = 0 must have Q = −inf, and gets reward 0 (any
+    finite reward gives Q = −inf there, so it is not identified).
+
+    Args:
+        q: Q per edge at the child node, shape [..., N]; the root's entry is ignored.
+        beta: β > 0, a number or a tensor over the batch dims.
+
+    Returns:
+        r, shape [..., N], 0 at the root.
+
+    Raises:
+        ValueError: ``q`` is NaN or +inf, is −inf on an edge with π_ref > 0, or is finite on an
+            edge with π_ref = 0; β ≤ 0; wrong last dim.
+    """
+    q = _as_values(tree, q, "q")
+    beta = _beta(beta, q)
+    log_ref = tree.log_ref.to(q.dtype)
+    impossible = log_ref == -math.inf
+    finite = torch.isfinite(q[..., 1:])
+    if torch.isnan(q).any() or (q == math.inf).any():
+        raise ValueError("q must not hold NaN or +inf")
+    mismatch = (finite == impossible[1:]).nonzero()
+    if mismatch.numel():
+        n = mismatch[0, -1].item() + 1
+        raise ValueError(
+            f"q must be −inf exactly where π_ref = 0 (Lemma 1 needs π_ref > 0): node {n} has "
+            f"q = {q[..., n].flatten()[0].item():.3g} and log_ref = {log_ref[n].item():.3g}"
+        )
+    qn = q.movedim(-1, 0)
+    lp = qn / beta
+    val = torch.zeros_like(qn)
+    scratch = _scratch(tree, qn)
+    for d in range(tree.max_depth, 0, -1):
+        _soft_backup(tree, d, lp, val, scratch, beta)
+    r = qn - val - beta * log_ref.reshape(-1, *([1] * (qn.dim() - 1)))
+    r = torch.where(impossible.reshape(r.shape[:1] + (1,) * (r.dim() - 1)), 0.0, r)
+    r[0] = 0.0
+    return r.movedim(0, -1)
+
+
+# -- the level kernel -----------------------------------------------------------------------
+
+
+def _soft_backup(tree: TokenTree, d: int, lp: Tensor, val: Tensor, scratch: Tensor, beta) -> None:
+    """One level of eq. (6): on entry lp[level d] = Q/β; on exit it is log π over siblings and
+    val[level d − 1] = β logsumexp of the children (0 at leaves)."""
+    rows, parents = tree.level(d), tree.level(d - 1)
+    x = lp[rows]
+    counts = tree.n_children[parents]
+    width, c = x.shape[0], int(counts.max())
+    if c * int((counts > 0).sum()) == width:  # every internal parent has c children: a reshape
+        x3 = x.view(width // c, c, *x.shape[1:])
+        m = x3.amax(1, keepdim=True)
+        x3.sub_(m)
+        e = scratch[:width].view_as(x3)
+        torch.exp(x3, out=e)
+        log_s = e.sum(1, keepdim=True).log_()
+        x3.sub_(log_s)
+        lse = (m + log_s).squeeze(1).mul_(beta)
+        if width // c == parents.stop - parents.start:
+            val[parents] = lse
+        else:  # some parents are leaves (EOS edges): write the internal ones only
+            val.index_copy_(0, tree.parent[rows][::c], lse)
+        return
+    # General case: contiguous segments of unequal (possibly zero) length, one per parent.
+    parent = tree.parent[rows]
+    buf = scratch[:width]
+    m = torch.segment_reduce(x, "max", lengths=counts, axis=0)
+    leaf = (counts == 0).reshape(-1, *([1] * (x.dim() - 1)))
+    m = m.masked_fill(leaf, 0.0)  # leaves have no children; keeps −inf − (−inf) out
+    val[parents] = m
+    torch.index_select(val, 0, parent, out=buf)
+    x.sub_(buf)
+    torch.exp(x, out=buf)
+    log_s = torch.segment_reduce(buf, "sum", lengths=counts, axis=0).log_()
+    log_s.masked_fill_(leaf, 0.0)
+    val[parents] = log_s
+    torch.index_select(val, 0, parent, out=buf)
+    x.sub_(buf)
+    val[parents] = (m + log_s).mul_(beta)
+
+
+def _scratch(tree: TokenTree, like: Tensor) -> Tensor:
+    widest = int(torch.tensor(tree.offsets[1:]).diff().max())
+    return torch.empty((widest, *like.shape[1:]), dtype=like.dtype, device=like.device)
+
+
+# -- input checks -----------------------------------------------------------------------------
+
+
+def _as_values(tree: TokenTree, x, name: str) -> Tensor:
+    if not isinstance(tree, TokenTree):
+        raise ValueError(f"tree must be a TokenTree, got {type(tree)}")
+    x = v.as_tensor(x, name)
+    if x.dim() == 0 or x.shape[-1] != tree.n_nodes:
+        raise ValueError(
+            f"{name} must have one entry per node on its last dim ({tree.n_nodes}), "
+            f"got shape {tuple(x.shape)}"
+        )
+    if x.device != tree.device:
+        raise ValueError(f"{name} is on {x.device} but the tree is on {tree.device}")
+    return x
+
+
+def _edge_values(tree: TokenTree, x, name: str) -> Tensor:
+    """A finite per-edge quantity [..., N]; the root's entry is not used."""
+    x = _as_values(tree, x, name)
+    if not torch.isfinite(x[..., 1:]).all():
+        bad = (~torch.isfinite(x[..., 1:])).nonzero()[0, -1].item() + 1
+        raise ValueError(
+            f"{name} must be finite, got {x[..., bad].flatten()[0].item()} at node {bad}"
+        )
+    return x
+
+
+def _beta(beta, like: Tensor, name: str = "beta"):
+    beta = v.positive(beta, name)
+    if torch.is_tensor(beta):
+        try:
+            torch.broadcast_shapes(beta.shape, like.shape[:-1])
+        except RuntimeError as err:
+            raise ValueError(
+                f"{name} of shape {tuple(beta.shape)} must broadcast over the batch dims "
+                f"{tuple(like.shape[:-1])}"
+            ) from err
+        beta = beta.to(like.dtype)
+    return beta

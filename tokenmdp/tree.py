@@ -1,0 +1,428 @@
+"""The token tree: the state space of the token-level MDP as flat, breadth-first tensors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from toybandit import _validation as v
+
+Tensor = torch.Tensor
+
+
+class TokenTree:
+    """A deterministic, tree-structured token MDP (Rafailov et al. 2024, sec. 3.1).
+
+    Nodes are states s_t (the prompt followed by the tokens so far); node 0 is the root s₀. Nodes
+    are in breadth-first order and the children of a node are contiguous, in increasing token order.
+    Every non-root node has exactly one incoming edge (s, a), so a per-edge quantity such as
+    r(s, a) or log π(a|s) is stored at the child node; the root's slot holds 0.
+
+    Attributes (each a tensor over nodes, shape [N]):
+        parent: int64, the parent node (−1 at the root).
+        token: int64, the token on the edge into the node (−1 at the root).
+        depth: int64, the number of tokens after the prompt.
+        log_ref: log π_ref of the edge into the node (0 at the root, −inf for impossible tokens).
+        terminal: bool, the node is a leaf (its edge was EOS, or it is at the maximum depth).
+        n_children: int64, the number of children.
+        offsets: tuple of ints; level d is ``range(offsets[d], offsets[d + 1])``.
+
+    The constructor checks every invariant; use :meth:`full`, :meth:`from_sequences` or
+    :func:`tokenmdp.random_tree` to build one.
+
+    Raises:
+        ValueError: ``parent`` is not a breadth-first tree with contiguous children, sibling tokens
+            are not strictly increasing, an EOS edge has children, or the children of some node have
+            ``log_ref`` that do not logsumexp to 0 (tolerance 1e-9 in float64, 1e-5 in float32);
+            the message names the node.
+    """
+
+    __slots__ = (
+        "depth",
+        "eos",
+        "log_ref",
+        "n_children",
+        "offsets",
+        "parent",
+        "terminal",
+        "token",
+        "vocab_size",
+    )
+
+    def __init__(
+        self,
+        parent,
+        token,
+        log_ref,
+        *,
+        vocab_size: int | None = None,
+        eos: int | None = None,
+        validate: bool = True,
+    ):
+        parent = torch.as_tensor(parent)
+        token = torch.as_tensor(token)
+        log_ref = v.as_tensor(log_ref, "log_ref")
+        if validate:
+            _check_structure(parent, token, log_ref, vocab_size, eos)
+        self.parent = parent.long()
+        self.token = token.long()
+        self.log_ref = log_ref
+        self.vocab_size = None if vocab_size is None else int(vocab_size)
+        self.eos = None if eos is None else int(eos)
+        n = parent.numel()
+        self.n_children = torch.bincount(self.parent[1:], minlength=n)
+        self.terminal = self.n_children == 0
+        self.offsets = _level_offsets(self.parent)
+        sizes = torch.tensor(self.offsets).diff()
+        self.depth = torch.repeat_interleave(torch.arange(len(sizes)), sizes).to(parent.device)
+        if validate:
+            if eos is not None:
+                bad = ((self.token == eos) & ~self.terminal).nonzero()
+                if bad.numel():
+                    raise ValueError(f"token: node {bad[0].item()} is an EOS edge with children")
+            _check_normalised(self)
+
+    # -- constructors -------------------------------------------------------------------------
+
+    @classmethod
+    def full(cls, vocab_size: int, depth: int, eos: int | None, log_ref=None) -> TokenTree:
+        """Every token sequence of length ≤ ``depth``; an EOS edge ends its sequence.
+
+        Args:
+            vocab_size: number of tokens V ≥ 1.
+            depth: maximum number of tokens, ≥ 1.
+            eos: the EOS token in [0, V), or None for sequences that all run to ``depth``.
+            log_ref: log π_ref per node, shape [N]; uniform (−log V per edge) by default.
+
+        >>> TokenTree.full(2, 2, eos=0).n_nodes   # root, tokens 0 and 1, then 1·0 and 1·1
+        5
+        """
+        vocab_size, depth = _size(vocab_size, "vocab_size"), _size(depth, "depth")
+        eos = _eos(eos, vocab_size)
+        parent, token = _grow(vocab_size, depth, eos, None)
+        if log_ref is None:
+            log_ref = torch.full(parent.shape, -math.log(vocab_size), dtype=torch.float64)
+            log_ref[0] = 0.0
+        else:
+            log_ref = v.as_tensor(log_ref, "log_ref")
+            if log_ref.shape != parent.shape:
+                raise ValueError(
+                    f"log_ref must have one entry per node, shape ({parent.numel()},), "
+                    f"got {tuple(log_ref.shape)}"
+                )
+        return cls(parent, token, log_ref, vocab_size=vocab_size, eos=eos)
+
+    @classmethod
+    def from_sequences(
+        cls,
+        sequences: Sequence[Sequence[int]],
+        *,
+        weights=None,
+        vocab_size: int | None = None,
+        eos: int | None = None,
+    ) -> TokenTree:
+        """The prefix tree of a set of token sequences; π_ref is their empirical next-token law.
+
+        π_ref(a|s) = w(s·a)/w(s), where w(s) is the total weight of the sequences that start with
+        s. Duplicate sequences merge. Each sequence is one complete response, so none may be a
+        proper prefix of another (end them with EOS).
+
+        Args:
+            sequences: non-empty token sequences (lists of ints ≥ 0).
+            weights: positive weight per sequence; 1 each by default.
+            vocab_size, eos: recorded on the tree and checked against the tokens.
+
+        >>> tree = TokenTree.from_sequences([[1, 0], [1, 2, 0], [2, 0]], eos=0)
+        >>> tree.token.tolist(), tree.log_ref.exp().tolist()
+        ([-1, 1, 2, 0, 2, 0, 0], [1.0, 0.6666666666666666, 0.3333333333333333, 0.5, 0.5, 1.0, 1.0])
+        """
+        if len(sequences) == 0:
+            raise ValueError("sequences must not be empty")
+        lengths = [len(s) for s in sequences]
+        if min(lengths) == 0:
+            raise ValueError(f"sequences: sequence {lengths.index(0)} is empty")
+        width = max(lengths)
+        padded = torch.full((len(sequences), width), -1, dtype=torch.long)
+        for i, s in enumerate(sequences):
+            padded[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+        if (padded[padded != -1] < 0).any() or (padded == -1).sum() != sum(
+            width - n for n in lengths
+        ):
+            raise ValueError("sequences must hold tokens ≥ 0")
+        if weights is None:
+            weights = torch.ones(len(sequences), dtype=torch.float64)
+        weights = v.finite(weights, "weights")
+        if weights.shape != (len(sequences),) or (weights <= 0).any():
+            raise ValueError(
+                f"weights must be positive, one per sequence ({len(sequences)}), "
+                f"got shape {tuple(weights.shape)}"
+            )
+        lengths_t = torch.tensor(lengths)
+        parents, tokens, node_weight = [torch.tensor([-1])], [torch.tensor([-1])], [weights.sum()]
+        inverse = torch.zeros(len(sequences), dtype=torch.long)  # node of each sequence, level d
+        start = 1  # first node index of the level being built
+        prev_start = 0
+        for d in range(1, width + 1):
+            rows = (lengths_t >= d).nonzero().squeeze(-1)
+            keys = torch.stack([inverse[rows], padded[rows, d - 1]], dim=-1)
+            nodes, inv = torch.unique(keys, dim=0, return_inverse=True)  # lexicographic = BFS
+            parents.append(nodes[:, 0] + prev_start)
+            tokens.append(nodes[:, 1])
+            node_weight.append(
+                torch.zeros(len(nodes), dtype=weights.dtype).index_add_(0, inv, weights[rows])
+            )
+            ended = lengths_t[rows] == d
+            inverse = torch.zeros(len(sequences), dtype=torch.long)
+            inverse[rows] = inv
+            prev_start, start = start, start + len(nodes)
+            if d < width:
+                deeper = inv[~ended].unique()
+                clash = torch.isin(inv[ended], deeper)
+                if clash.any():
+                    i = rows[ended][clash][0].item()
+                    raise ValueError(
+                        f"sequences: sequence {i} is a proper prefix of another; "
+                        "end every sequence with EOS"
+                    )
+        parent = torch.cat(parents)
+        token = torch.cat(tokens)
+        weight = torch.cat([w.reshape(-1) for w in node_weight])
+        log_ref = weight.log() - weight[parent.clamp(min=0)].log()
+        log_ref[0] = 0.0
+        if vocab_size is not None and token.max() >= vocab_size:
+            raise ValueError(f"sequences hold token {token.max().item()} ≥ vocab_size {vocab_size}")
+        return cls(parent, token, log_ref, vocab_size=vocab_size, eos=eos)
+
+    # -- views --------------------------------------------------------------------------------
+
+    @property
+    def n_nodes(self) -> int:
+        """N, the number of nodes (states), root included."""
+        return self.parent.numel()
+
+    @property
+    def max_depth(self) -> int:
+        """The depth of the deepest node."""
+        return len(self.offsets) - 2
+
+    @property
+    def device(self) -> torch.device:
+        return self.log_ref.device
+
+    @property
+    def leaves(self) -> Tensor:
+        """Node indices of the terminal states (complete sequences), increasing, shape [L]."""
+        return self.terminal.nonzero().squeeze(-1)
+
+    def level(self, d: int) -> slice:
+        """The nodes at depth d, as a slice of the node dim."""
+        return slice(self.offsets[d], self.offsets[d + 1])
+
+    def path_nodes(self, nodes=None) -> Tensor:
+        """The node path root→n (root excluded) of each given node, padded with −1 on the right.
+
+        Args:
+            nodes: node indices, shape [K]; the leaves by default.
+
+        Returns:
+            int64 [K, max_depth]; entry t is the node reached after t + 1 tokens.
+        """
+        nodes = self.leaves if nodes is None else torch.as_tensor(nodes, device=self.device)
+        out = torch.full((nodes.numel(), self.max_depth), -1, dtype=torch.long, device=self.device)
+        current, depth = nodes.clone(), self.depth[nodes]
+        for t in range(self.max_depth - 1, -1, -1):
+            here = depth == t + 1
+            out[here, t] = current[here]
+            current = torch.where(here, self.parent[current], current)
+            depth = torch.where(here, depth - 1, depth)
+        return out
+
+    def paths(self, nodes=None) -> Tensor:
+        """The token sequence of each given node (the leaves by default), padded with −1.
+
+        >>> TokenTree.full(2, 2, eos=0).paths().tolist()
+        [[0, -1], [1, 0], [1, 1]]
+        """
+        nodes = self.path_nodes(nodes)
+        return torch.where(nodes >= 0, self.token[nodes.clamp(min=0)], -1)
+
+    def to(self, device) -> TokenTree:
+        """The same tree with every tensor on ``device`` (no re-validation)."""
+        tree = object.__new__(TokenTree)
+        for name in self.__slots__:
+            value = getattr(self, name)
+            setattr(tree, name, value.to(device) if isinstance(value, Tensor) else value)
+        return tree
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenTree(nodes={self.n_nodes}, leaves={int(self.terminal.sum())}, "
+            f"max_depth={self.max_depth}, vocab_size={self.vocab_size}, eos={self.eos})"
+        )
+
+
+def random_tree(
+    vocab_size: int,
+    depth: int,
+    eos: int | None,
+    *,
+    generator: torch.Generator,
+    concentration: float = 1.0,
+    keep: float = 1.0,
+    impossible: float = 0.0,
+) -> TokenTree:
+    """A tree with a random π_ref and, optionally, randomly pruned children.
+
+    π_ref(·|s) = softmax(z / concentration) over the kept tokens, z ∼ N(0, 1) per edge: a small
+    concentration gives peaked next-token laws, a large one nearly uniform. With ``keep < 1`` each
+    token is kept with that probability (at least one per state), as a top-k expansion of a real LM
+    produces; with ``impossible > 0`` that fraction of the other kept edges gets π_ref = 0.
+
+    Args:
+        vocab_size, depth, eos: as in :meth:`TokenTree.full`.
+        generator: a seeded ``torch.Generator``.
+        concentration: > 0.
+        keep: probability that a token is expanded, in (0, 1].
+        impossible: probability that an expanded edge is impossible (log π_ref = −inf), in [0, 1).
+    """
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator, got {type(generator)}")
+    vocab_size, depth = _size(vocab_size, "vocab_size"), _size(depth, "depth")
+    eos = _eos(eos, vocab_size)
+    concentration = v.positive(concentration, "concentration")
+    keep = v.in_range(keep, "keep", 0.0, 1.0)
+    if keep == 0.0:
+        raise ValueError("keep must lie in (0, 1], got 0")
+    impossible = v.in_range(impossible, "impossible", 0.0, 1.0, high_open=True)
+
+    def draw(n_parents: int) -> tuple[Tensor, Tensor]:
+        shape = (n_parents, vocab_size)
+        u = torch.rand(shape, generator=generator, dtype=torch.float64)
+        forced = torch.zeros(shape, dtype=torch.bool)
+        forced[torch.arange(n_parents), u.argmax(-1)] = True
+        kept = forced | (torch.rand(shape, generator=generator, dtype=torch.float64) < keep)
+        dead = ~forced & (torch.rand(shape, generator=generator, dtype=torch.float64) < impossible)
+        z = torch.randn(shape, generator=generator, dtype=torch.float64) / concentration
+        logp = torch.log_softmax(z.masked_fill(~kept | dead, -math.inf), dim=-1)
+        return kept, logp
+
+    parent, token, log_ref = _grow(vocab_size, depth, eos, draw)
+    return TokenTree(parent, token, log_ref, vocab_size=vocab_size, eos=eos)
+
+
+# -- private helpers --------------------------------------------------------------------------
+
+
+def _size(x, name: str) -> int:
+    if isinstance(x, bool) or int(x) != x or int(x) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {x!r}")
+    return int(x)
+
+
+def _eos(eos, vocab_size: int) -> int | None:
+    if eos is None:
+        return None
+    if isinstance(eos, bool) or int(eos) != eos or not 0 <= int(eos) < vocab_size:
+        raise ValueError(f"eos must be a token in [0, {vocab_size}) or None, got {eos!r}")
+    return int(eos)
+
+
+def _grow(vocab_size, depth, eos, draw):
+    """Expand level by level; ``draw(n)`` gives (kept mask, log π_ref) of shape [n, V]."""
+    parents, tokens, logps = [torch.tensor([-1])], [torch.tensor([-1])], [torch.zeros(1)]
+    frontier, start = torch.tensor([0]), 1
+    for _ in range(depth):
+        n = frontier.numel()
+        if draw is None:
+            parent = frontier.repeat_interleave(vocab_size)
+            token = torch.arange(vocab_size).repeat(n)
+        else:
+            kept, logp = draw(n)
+            rows, token = kept.nonzero(as_tuple=True)
+            parent = frontier[rows]
+            logps.append(logp[rows, token])
+        parents.append(parent)
+        tokens.append(token)
+        internal = torch.ones_like(token, dtype=torch.bool) if eos is None else token != eos
+        frontier = start + internal.nonzero().squeeze(-1)
+        start += token.numel()
+        if frontier.numel() == 0:
+            break
+    parent, token = torch.cat(parents), torch.cat(tokens)
+    if draw is None:
+        return parent, token
+    return parent, token, torch.cat([lp.to(torch.float64) for lp in logps])
+
+
+def _level_offsets(parent: Tensor) -> tuple[int, ...]:
+    """Start of each level: level d + 1 is every node whose parent lies in level d."""
+    offsets, n = [0, 1], parent.numel()
+    tail = parent[1:].contiguous()
+    while offsets[-1] < n:
+        end = 1 + int(torch.searchsorted(tail, offsets[-1]).item())
+        if end == offsets[-1]:  # guarded by validation; keeps a bad tree from looping
+            raise ValueError("parent: the nodes do not form a tree")
+        offsets.append(end)
+    return tuple(offsets)
+
+
+def _check_structure(parent, token, log_ref, vocab_size, eos) -> None:
+    for name, t in (("parent", parent), ("token", token)):
+        if t.dim() != 1 or t.is_floating_point() or t.is_complex():
+            raise ValueError(f"{name} must be a 1-D integer tensor, got {t.dtype} {tuple(t.shape)}")
+    if not (parent.shape == token.shape == log_ref.shape):
+        raise ValueError(
+            f"parent, token and log_ref must have one entry per node: shapes "
+            f"{tuple(parent.shape)}, {tuple(token.shape)}, {tuple(log_ref.shape)}"
+        )
+    n = parent.numel()
+    if n < 2:
+        raise ValueError(f"a tree needs a root and at least one edge, got {n} node(s)")
+    if parent[0] != -1 or token[0] != -1:
+        raise ValueError("parent and token must be −1 at the root (node 0)")
+    idx = torch.arange(1, n, device=parent.device)
+    bad = ((parent[1:] < 0) | (parent[1:] >= idx)).nonzero()
+    if bad.numel():
+        i = bad[0].item() + 1
+        raise ValueError(f"parent: node {i} has parent {parent[i].item()}, must lie in [0, {i})")
+    step = parent[2:] - parent[1:-1]
+    bad = (step < 0).nonzero()
+    if bad.numel():
+        i = bad[0].item() + 2
+        raise ValueError(
+            f"parent: node {i} breaks breadth-first order (its parent {parent[i].item()} comes "
+            f"before node {i - 1}'s parent {parent[i - 1].item()}); children must be contiguous"
+        )
+    if (token[1:] < 0).any():
+        raise ValueError(f"token must be ≥ 0 below the root, got {token[1:].min().item()}")
+    if vocab_size is not None and (token >= vocab_size).any():
+        raise ValueError(f"token must be < vocab_size {vocab_size}, got {token.max().item()}")
+    bad = ((step == 0) & (token[2:] <= token[1:-1])).nonzero()
+    if bad.numel():
+        i = bad[0].item() + 2
+        raise ValueError(
+            f"token: the children of node {parent[i].item()} must have strictly increasing "
+            f"tokens (node {i})"
+        )
+    if log_ref[0] != 0:
+        raise ValueError(f"log_ref must be 0 at the root, got {log_ref[0].item()}")
+    if torch.isnan(log_ref).any() or (log_ref == math.inf).any():
+        raise ValueError("log_ref must not hold NaN or +inf")
+
+
+def _check_normalised(tree: TokenTree) -> None:
+    log_ref = tree.log_ref
+    internal = ~tree.terminal
+    lengths = tree.n_children[internal]
+    lse = torch.segment_reduce(log_ref[1:].exp(), "sum", lengths=lengths).log()
+    err = lse.abs()
+    tol = v.sum_tol(log_ref.dtype)
+    if not (err <= tol).all():
+        k = int(torch.nan_to_num(err, nan=math.inf).argmax())
+        node = internal.nonzero()[k].item()
+        raise ValueError(
+            f"log_ref: the children of node {node} (depth {tree.depth[node].item()}) logsumexp to "
+            f"{lse[k].item():.3g}, not 0 (tolerance {tol:g} for {log_ref.dtype})"
+        )
