@@ -412,11 +412,20 @@ def _check_structure(parent, token, log_ref, vocab_size, eos) -> None:
         raise ValueError("log_ref must not hold NaN or +inf")
 
 
+def segment_logsumexp(x: Tensor, lengths: Tensor) -> Tensor:
+    """log Σ exp over consecutive segments of dim 0 of the given lengths; −inf for an empty or
+    all −inf segment. Stable: each segment is shifted by its own maximum."""
+    m = torch.segment_reduce(x, "max", lengths=lengths, axis=0)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    shifted = x - torch.repeat_interleave(m, lengths, dim=0)
+    return torch.segment_reduce(shifted.exp(), "sum", lengths=lengths, axis=0).log() + m
+
+
 def _check_normalised(tree: TokenTree) -> None:
     log_ref = tree.log_ref
     internal = ~tree.terminal
     lengths = tree.n_children[internal]
-    lse = torch.segment_reduce(log_ref[1:].exp(), "sum", lengths=lengths).log()
+    lse = segment_logsumexp(log_ref[1:], lengths)
     err = lse.abs()
     tol = v.sum_tol(log_ref.dtype)
     if not (err <= tol).all():

@@ -1,0 +1,186 @@
+"""Token-level DPO/IPO: trajectory preference data on a tree and a tabular tree policy fitted to it."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from toybandit import _validation as v
+from toybandit import bradley_terry, losses, population_pairs, sample_preferences
+from toybandit.data import PreferencePairs
+
+from .sequences import as_bandit, path_sum
+from .solve import _edge_values
+from .tree import TokenTree
+
+Tensor = torch.Tensor
+
+
+def trajectory_preference(tree: TokenTree, reward) -> Tensor:
+    """P(τ_i ≻ τ_j) = σ(Σ_t r(s^i_t, a^i_t) − Σ_t r(s^j_t, a^j_t)) between complete sequences.
+
+    The token-level Bradley–Terry model, Rafailov et al. 2024, eq. (1); with the implicit reward
+    β log π/π_ref in place of r it is the policy-induced model of eq. (8).
+
+    Returns:
+        [..., L, L] over leaves in node order.
+    """
+    return bradley_terry(path_sum(tree, _edge_values(tree, reward, "reward")))
+
+
+def sample_trajectory_pairs(
+    tree: TokenTree, reward, n: int, *, generator: torch.Generator, behaviour=None
+) -> PreferencePairs:
+    """n labelled pairs of complete sequences, both from the root, labelled by eq. (1).
+
+    τ₁, τ₂ ∼ μ i.i.d., τ₁ ≻ τ₂ with probability σ(R(τ₁) − R(τ₂)), R the summed reward (Rafailov et
+    al. 2024, sec. 3.1: pairs start at the same state and end at a terminal one).
+
+    Args:
+        reward: r per edge [N].
+        n: number of pairs.
+        generator: a seeded ``torch.Generator``.
+        behaviour: μ over leaves [L] (probabilities); the sequence law of π_ref by default.
+
+    Returns:
+        :class:`toybandit.PreferencePairs` whose indices are leaf positions (into ``tree.leaves``).
+    """
+    pref, mu = _world(tree, reward, behaviour)
+    return sample_preferences(pref, mu, n, generator)
+
+
+def population_trajectory_pairs(tree: TokenTree, reward, *, behaviour=None) -> PreferencePairs:
+    """Every ordered pair of complete sequences with its population weight 2 μ_i μ_j P_ij.
+
+    A weighted pairwise loss over these pairs is the exact population objective; leaves with
+    μ = 0 never appear (partial coverage).
+    """
+    pref, mu = _world(tree, reward, behaviour)
+    return population_pairs(pref, mu)
+
+
+def fit_tree_policy(
+    tree: TokenTree,
+    chosen,
+    rejected,
+    loss: str = "dpo",
+    *,
+    beta: float | None = None,
+    tau: float | None = None,
+    weights=None,
+    steps: int = 200,
+    tolerance: float = 1e-12,
+) -> Tensor:
+    """A tabular tree policy (one free logit per edge) fitted to trajectory pairs.
+
+    Minimises the weighted mean over pairs of the token-level DPO loss, Rafailov et al. 2024,
+    eq. (9), −log σ(β Σ_t log π/π_ref(τ_w) − β Σ_t log π/π_ref(τ_l)), or of IPO,
+    (h − 1/(2τ))² with h the same difference of sequence log-ratios (Nguyen 2025, eq. (12)) — both
+    computed by :mod:`toybandit.losses` — with π(a|s) = softmax over siblings of the edge logits,
+    started at π_ref, by L-BFGS with a strong-Wolfe line search in float64. Edges with π_ref = 0
+    stay impossible.
+
+    Args:
+        chosen, rejected: leaf positions (indices into ``tree.leaves``), int tensors of shape [P].
+        loss: "dpo" or "ipo".
+        beta: β > 0 for DPO; tau: τ > 0 for IPO.
+        weights: non-negative weight per pair (e.g. population weights); 1 each by default.
+        steps: L-BFGS iterations.
+        tolerance: stop when the largest gradient entry falls below it.
+
+    Returns:
+        log π per edge, shape [N] (0 at the root).
+    """
+    n_leaves = int(tree.terminal.sum())
+    chosen, rejected = (
+        _leaf_index(x, name, n_leaves) for x, name in ((chosen, "chosen"), (rejected, "rejected"))
+    )
+    if chosen.shape != rejected.shape:
+        raise ValueError(
+            f"chosen and rejected must have the same shape: {chosen.shape}, {rejected.shape}"
+        )
+    if loss == "dpo":
+        strength = v.positive(beta, "beta")
+        pair_loss = lambda chosen, rejected: losses.dpo(chosen, rejected, strength)  # noqa: E731
+    elif loss == "ipo":
+        strength = v.positive(tau, "tau")
+        pair_loss = lambda chosen, rejected: losses.ipo(chosen, rejected, strength)  # noqa: E731
+    else:
+        raise ValueError(f'loss must be "dpo" or "ipo", got {loss!r}')
+    weights = (
+        torch.ones(chosen.shape, dtype=torch.float64)
+        if weights is None
+        else v.finite(weights, "weights")
+    )
+    if weights.shape != chosen.shape or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError("weights must be non-negative, one per pair, not all 0")
+    weights = (weights / weights.sum()).to(torch.float64)
+
+    log_ref = tree.log_ref.to(torch.float64)
+    possible = torch.isfinite(log_ref)
+    paths = tree.path_nodes()
+    paths = torch.where(paths >= 0, paths, tree.n_nodes)  # padding reads a trailing 0
+    parent = tree.parent.clamp(min=0)
+    theta = torch.where(possible, log_ref, 0.0).clone().requires_grad_(True)
+
+    def log_policy(theta: Tensor) -> Tensor:
+        logits = torch.where(possible, theta, -math.inf)
+        m = torch.zeros(tree.n_nodes, dtype=theta.dtype).scatter_reduce(
+            0, parent[1:], logits[1:].detach(), "amax", include_self=False
+        )
+        m = torch.where(torch.isfinite(m), m, 0.0)
+        s = torch.zeros_like(m).index_add(0, parent[1:], (logits[1:] - m[parent[1:]]).exp())
+        lp = logits - (m + s.clamp(min=1e-300).log())[parent]
+        return torch.where(torch.arange(tree.n_nodes) == 0, 0.0, lp)
+
+    def objective() -> Tensor:
+        lp = log_policy(theta)
+        edge = torch.where(possible, lp - torch.where(possible, log_ref, 0.0), 0.0)
+        seq = torch.cat([edge, edge.new_zeros(1)])[paths].sum(-1)
+        return (weights * pair_loss(seq[chosen], seq[rejected])).sum()
+
+    opt = torch.optim.LBFGS(
+        [theta],
+        lr=1.0,
+        max_iter=int(steps),
+        tolerance_grad=tolerance,
+        tolerance_change=0.0,
+        history_size=50,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        opt.zero_grad()
+        value = objective()
+        value.backward()
+        return value
+
+    opt.step(closure)
+    with torch.no_grad():
+        return log_policy(theta)
+
+
+def _world(tree: TokenTree, reward, behaviour) -> tuple[Tensor, Tensor]:
+    leaf_reward, leaf_ref = as_bandit(tree, reward)
+    if leaf_reward.dim() != 1:
+        raise ValueError(f"reward must be one value per node, shape [N], got {tuple(reward.shape)}")
+    mu = leaf_ref if behaviour is None else v.probabilities(behaviour, "behaviour")
+    if mu.shape != leaf_ref.shape:
+        raise ValueError(
+            f"behaviour must have one entry per leaf ({leaf_ref.numel()}), got {tuple(mu.shape)}"
+        )
+    return bradley_terry(leaf_reward), mu
+
+
+def _leaf_index(x, name: str, n_leaves: int) -> Tensor:
+    x = torch.as_tensor(x)
+    if x.is_floating_point() or x.dim() != 1:
+        raise ValueError(
+            f"{name} must be a 1-D integer tensor of leaf positions, got {x.dtype} {tuple(x.shape)}"
+        )
+    if x.numel() and (x.min() < 0 or x.max() >= n_leaves):
+        raise ValueError(
+            f"{name} must index leaves in [0, {n_leaves}), got range [{x.min()}, {x.max()}]"
+        )
+    return x.long()
