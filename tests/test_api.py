@@ -5,7 +5,14 @@ import inspect
 
 import pytest
 
-PACKAGES = ["toybandit", "toybandit.losses", "toybandit.strategies", "tokenmdp", "proofs_check"]
+PACKAGES = [
+    "toybandit",
+    "toybandit.losses",
+    "toybandit.strategies",
+    "tokenmdp",
+    "tokenmdp.strategies",
+    "proofs_check",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

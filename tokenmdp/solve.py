@@ -46,7 +46,8 @@ def soft_solve(tree: TokenTree, reward, beta) -> Solution:
         beta: β > 0, a number or a tensor over the batch dims.
 
     Returns:
-        :class:`Solution` (q, v, log_policy), each [..., N] in the dtype of ``reward``.
+        :class:`Solution` (q, v, log_policy), each [..., N], in the dtype of ``reward`` promoted
+        with that of ``tree.log_ref``.
 
     Raises:
         ValueError: ``reward`` is not finite or its last dim is not N, or β ≤ 0.
@@ -54,9 +55,10 @@ def soft_solve(tree: TokenTree, reward, beta) -> Solution:
     >>> tree = TokenTree.full(2, 1, eos=None)              # two one-token responses, π_ref = ½, ½
     >>> sol = soft_solve(tree, torch.tensor([0.0, 0.0, math.log(3.0)]), beta=1.0)
     >>> sol.log_policy.exp(), sol.v[0].exp()               # π* ∝ (1, 3); Z = ½ + 3/2 = 2
-    (tensor([1.0000, 0.2500, 0.7500], dtype=torch.float64), tensor(2., dtype=torch.float64))
+    (tensor([1.0000, 0.2500, 0.7500], dtype=torch.float64), tensor(2.0000, dtype=torch.float64))
     """
     reward = _edge_values(tree, reward, "reward")
+    reward = reward.to(torch.promote_types(reward.dtype, tree.log_ref.dtype))
     beta = _beta(beta, reward)
     r = reward.movedim(-1, 0)  # node-major: each level is a contiguous block of rows
     q, lp = torch.empty_like(r), torch.empty_like(r)
@@ -103,6 +105,7 @@ def reward_from_q(tree: TokenTree, q, beta) -> Tensor:
             edge with π_ref = 0; β ≤ 0; wrong last dim.
     """
     q = _as_values(tree, q, "q")
+    q = q.to(torch.promote_types(q.dtype, tree.log_ref.dtype))
     beta = _beta(beta, q)
     log_ref = tree.log_ref.to(q.dtype)
     impossible = log_ref == -math.inf
