@@ -185,9 +185,10 @@ def fit_policy(
         hess = theta.new_zeros(*theta.shape, theta.shape[-1])
         hess.index_put_(quad, quad_sign * d2.repeat(4), accumulate=True)
         # Jacobi scaling keeps pairs whose curvatures differ by many orders of magnitude solvable.
-        scale = (
-            torch.diagonal(hess, dim1=-2, dim2=-1).clamp_min(torch.finfo(ref.dtype).tiny).rsqrt()
-        )
+        # A response in no pair has a zero row: scale 0 keeps pinv's rounding noise there from
+        # being blown up into a step.
+        diag = torch.diagonal(hess, dim1=-2, dim2=-1)
+        scale = torch.where(diag > 0, diag.clamp_min(torch.finfo(ref.dtype).tiny).rsqrt(), 0.0)
         scaled = scale.unsqueeze(-1) * hess * scale.unsqueeze(-2)
         step = -scale * (
             torch.linalg.pinv(scaled, hermitian=True) @ (scale * grad).unsqueeze(-1)

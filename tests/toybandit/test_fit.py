@@ -115,6 +115,24 @@ def test_fit_keeps_zero_reference_mass_and_unseen_odds():
     assert fitted[2] < ref[2] and fitted[0] > ref[0]
 
 
+def test_unseen_responses_keep_their_reference_odds():
+    """Regression: a response in no pair has a zero Hessian row; pinv's rounding noise there once
+    became a step of ~1e150 that moved all the mass onto it."""
+    ref = torch.tensor([0.0298, 0.0005, 0.2227, 0.0424, 0.0144, 0.3955, 0.2657, 0.0290], dtype=F64)
+    ref = ref / ref.sum()
+    chosen = torch.tensor([6, 0, 2, 3, 5, 3, 0, 4, 2, 7])
+    rejected = torch.tensor([7, 2, 4, 5, 4, 4, 7, 6, 3, 5])
+    fitted = tb.fit_policy(chosen, rejected, ref, "ipo", tau=1.0)
+    assert (fitted[1] / fitted.sum()).item() < 0.01  # 1 appears in no pair
+    # Closed form: the IPO minimiser satisfies h = 1/(2τ) in least squares on the pairs.
+    q = fitted.log() - ref.log()
+    design = torch.zeros(len(chosen), 8, dtype=F64)
+    design[torch.arange(len(chosen)), chosen] = 1.0
+    design[torch.arange(len(chosen)), rejected] -= 1.0
+    best = np.linalg.lstsq(design.numpy(), np.full(len(chosen), 0.5), rcond=None)[0]
+    np.testing.assert_allclose((design @ q).numpy(), design.numpy() @ best, atol=1e-9)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
