@@ -55,9 +55,10 @@ def beam_search(tree: TokenTree, scores, width: int) -> Best:
     Each step replaces every unfinished sequence in the beam by its children and keeps the
     ``width`` highest cumulative scores among these and the finished sequences already in the beam
     (ties to the earlier node); it stops when the whole beam is finished and returns its best.
-    ``width = 1`` is greedy decoding; a width at least the size of the widest level is exact
-    (:func:`best_sequence`). With scores = log π it is the likelihood beam search of Rafailov et al.
-    2024, sec. 5.2.
+    ``width = 1`` is greedy decoding; a width at least the largest :func:`frontier` (at most the
+    number of leaves) never prunes and is exact (:func:`best_sequence`); finished sequences keep
+    their slots, so the widest level alone is not enough. With scores = log π it is the
+    likelihood beam search of Rafailov et al. 2024, sec. 5.2.
 
     Args:
         scores: per-edge scores, shape [N].

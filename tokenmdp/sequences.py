@@ -63,8 +63,8 @@ def token_policy(tree: TokenTree, leaf_log_prob) -> Tensor:
     """The tree policy whose sequence law is a given distribution over complete sequences.
 
     By the chain rule, log π(a|s) = log M(s·a) − log M(s) with M(s) = Σ_{leaves y below s} p(y).
-    Edges into subtrees of probability 0 get −inf; the children of a state of mass 0 get the uniform
-    law (any law there represents the same p).
+    Edges into subtrees of probability 0 get −inf; below a state of mass 0 the policy is π_ref (any
+    law there represents the same p).
 
     Args:
         leaf_log_prob: log p(y), one per leaf in node order, shape [..., L], logsumexp 0.
@@ -88,11 +88,9 @@ def token_policy(tree: TokenTree, leaf_log_prob) -> Tensor:
         lse = segment_logsumexp(mass[rows], counts)
         internal = (counts > 0).reshape(-1, *([1] * (x.dim() - 1)))
         mass[parents] = torch.where(internal, lse, mass[parents])
-    log_policy = mass - mass[tree.parent.clamp(min=0)]
-    empty = mass[tree.parent.clamp(min=0)] == -math.inf
-    fallback = -tree.n_children[tree.parent.clamp(min=0)].to(x.dtype).log()
-    fallback = fallback.reshape(-1, *([1] * (x.dim() - 1)))
-    log_policy = torch.where(empty, fallback.expand_as(log_policy), log_policy)
+    parent_mass = mass[tree.parent.clamp(min=0)]
+    log_ref = tree.log_ref.to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+    log_policy = torch.where(parent_mass == -math.inf, log_ref.expand_as(mass), mass - parent_mass)
     log_policy[0] = 0.0
     return log_policy.movedim(0, -1)
 

@@ -41,6 +41,7 @@ def trees(
     max_depth: int = 4,
     impossible: bool = False,
     eos: bool | None = None,
+    concentration: tuple[float, float] = (0.3, 10.0),
 ) -> TokenTree:
     """Random token trees.
 
@@ -50,6 +51,8 @@ def trees(
         max_vocab, max_depth: size bounds (vocabulary ≥ 2, depth ≥ 1).
         impossible: allow edges with π_ref = 0.
         eos: force an EOS token (True), forbid it (False), or either (None).
+        concentration: range of π_ref's concentration (see :func:`tokenmdp.random_tree`); the
+            low end gives next-token probabilities down to ~1e-7.
     """
     if kind not in TREE_KINDS:
         raise ValueError(f"kind must be one of {TREE_KINDS}, got {kind!r}")
@@ -60,7 +63,7 @@ def trees(
     pruned = draw(st.booleans()) if kind == "any" else kind == "pruned"
     keep = draw(st.floats(0.3, 0.9)) if pruned else 1.0
     dead = draw(st.sampled_from([0.0, 0.3])) if impossible else 0.0
-    concentration = draw(st.floats(0.3, 10.0))
+    concentration = draw(st.floats(*concentration))
     seed = draw(st.integers(0, 2**31 - 1))
     generator = torch.Generator().manual_seed(seed)
     return random_tree(
@@ -108,8 +111,22 @@ class TreeWorld(NamedTuple):
 
 @st.composite
 def tree_worlds(
-    draw, *, kind: str = "any", max_vocab: int = 4, max_depth: int = 4, impossible: bool = False
+    draw,
+    *,
+    kind: str = "any",
+    max_vocab: int = 4,
+    max_depth: int = 4,
+    impossible: bool = False,
+    concentration: tuple[float, float] = (0.3, 10.0),
 ) -> TreeWorld:
     """A random tree with a random reward and β (log-uniform on [0.05, 20])."""
-    tree = draw(trees(kind=kind, max_vocab=max_vocab, max_depth=max_depth, impossible=impossible))
+    tree = draw(
+        trees(
+            kind=kind,
+            max_vocab=max_vocab,
+            max_depth=max_depth,
+            impossible=impossible,
+            concentration=concentration,
+        )
+    )
     return TreeWorld(tree, draw(rewards(tree)), draw(betas()))

@@ -7,10 +7,10 @@ import math
 import torch
 
 from toybandit import _validation as v
-from toybandit import bradley_terry, losses, population_pairs, sample_preferences
+from toybandit import bradley_terry, fit_policy, losses, population_pairs, sample_preferences
 from toybandit.data import PreferencePairs
 
-from .sequences import as_bandit, path_sum
+from .sequences import as_bandit, path_sum, token_policy
 from .solve import _edge_values
 from .tree import TokenTree
 
@@ -69,6 +69,7 @@ def fit_tree_policy(
     beta: float | None = None,
     tau: float | None = None,
     weights=None,
+    method: str = "newton",
     steps: int = 200,
     tolerance: float = 1e-12,
 ) -> Tensor:
@@ -76,18 +77,29 @@ def fit_tree_policy(
 
     Minimises the weighted mean over pairs of the token-level DPO loss, Rafailov et al. 2024,
     eq. (9), −log σ(β Σ_t log π/π_ref(τ_w) − β Σ_t log π/π_ref(τ_l)), or of IPO,
-    (h − 1/(2τ))² with h the same difference of sequence log-ratios (Nguyen 2025, eq. (12)) — both
-    computed by :mod:`toybandit.losses` — with π(a|s) = softmax over siblings of the edge logits,
-    started at π_ref, by L-BFGS with a strong-Wolfe line search in float64. Edges with π_ref = 0
-    stay impossible.
+    (h − 1/(2τ))² with h the same difference of sequence log-ratios (Nguyen 2025, eq. (12)), both
+    from :mod:`toybandit.losses`, over π(a|s) = softmax of the edge logits among siblings, started
+    at π_ref. Edges with π_ref = 0 stay impossible.
+
+    Two methods reach the minimum:
+
+    - ``"newton"``: the loss depends on π only through the sequence law, and edge logits reach
+      every law with full support, so the minimum is the bandit fit over complete sequences
+      (:func:`toybandit.fit_policy`, damped Newton, exact to float64) turned into edge
+      probabilities by the chain rule (:func:`tokenmdp.token_policy`). Sequences in no pair keep
+      their π_ref odds against each other.
+    - ``"lbfgs"``: gradient training of the edge logits themselves, as a language model is
+      trained (L-BFGS with a strong-Wolfe line search, float64, ``steps`` iterations). First
+      order: directions whose pairs carry weight ~1e-12 are left where they started.
 
     Args:
         chosen, rejected: leaf positions (indices into ``tree.leaves``), int tensors of shape [P].
         loss: "dpo" or "ipo".
         beta: β > 0 for DPO; tau: τ > 0 for IPO.
         weights: non-negative weight per pair (e.g. population weights); 1 each by default.
-        steps: L-BFGS iterations.
-        tolerance: stop when the largest gradient entry falls below it.
+        method: "newton" or "lbfgs".
+        steps: iterations of either method.
+        tolerance: stop when the step (Newton) or the largest gradient entry (L-BFGS) falls below.
 
     Returns:
         log π per edge, shape [N] (0 at the root).
@@ -115,6 +127,22 @@ def fit_tree_policy(
     )
     if weights.shape != chosen.shape or (weights < 0).any() or weights.sum() <= 0:
         raise ValueError("weights must be non-negative, one per pair, not all 0")
+    if method == "newton":
+        leaf_log_ref = path_sum(tree, tree.log_ref.to(torch.float64))
+        kind = {"beta": beta} if loss == "dpo" else {"tau": tau}
+        law = fit_policy(
+            chosen,
+            rejected,
+            leaf_log_ref.exp(),
+            loss,
+            weights=weights,
+            steps=steps,
+            tolerance=tolerance,
+            **kind,
+        )
+        return token_policy(tree, law.log())
+    if method != "lbfgs":
+        raise ValueError(f'method must be "newton" or "lbfgs", got {method!r}')
     weights = (weights / weights.sum()).to(torch.float64)
 
     log_ref = tree.log_ref.to(torch.float64)
@@ -145,7 +173,7 @@ def fit_tree_policy(
         lr=1.0,
         max_iter=int(steps),
         tolerance_grad=tolerance,
-        tolerance_change=0.0,
+        tolerance_change=1e-16,
         history_size=50,
         line_search_fn="strong_wolfe",
     )
