@@ -202,3 +202,16 @@ def test_soft_solve_on_cuda_matches_cpu():
         assert torch.allclose(a, b.cpu(), atol=1e-12)
     back = reward_from_q(tree.to("cuda"), gpu.q, 0.7)
     assert torch.allclose(back.cpu()[1:], reward[1:], atol=1e-12)
+
+
+def test_appendix_a_inverse_drops_the_reference_term():
+    """Rafailov et al. 2024, Appendix A writes r = Q* − V*(s_{t+1}): that inverts the soft solve only
+    when log π_ref ≡ 0 (entropy regularisation); eq. (7)'s KL version needs −β log π_ref too."""
+    tree = TokenTree.full(3, 2, eos=0)
+    reward = torch.randn(tree.n_nodes, generator=torch.Generator().manual_seed(3), dtype=F64)
+    beta = 0.7
+    sol = soft_solve(tree, reward, beta)
+    appendix = sol.q - sol.v
+    close(reward_from_q(tree, sol.q, beta)[1:], reward[1:])
+    assert (appendix - reward)[1:].abs().min() > 0.5  # off by β log π_ref = −β log 3 on every edge
+    close((appendix - reward)[1:], beta * tree.log_ref[1:])
