@@ -56,3 +56,30 @@ def test_design_api_signatures():
         "rejected_logratios",
         "tau",
     ]
+
+
+def test_tokenmdp_design_api_signatures():
+    import tokenmdp as tm
+
+    expected = {
+        "soft_solve": ["tree", "reward", "beta"],
+        "reward_from_q": ["tree", "q", "beta"],
+        "path_sum": ["tree", "values"],
+        "random_tree": ["vocab_size", "depth", "eos", "generator"],
+        "shape_reward": ["tree", "reward", "potential"],
+        "implicit_rewards": ["tree", "log_policy", "beta"],
+        "beam_search": ["tree", "scores", "width"],
+    }
+    for name, params in expected.items():
+        got = list(inspect.signature(getattr(tm, name)).parameters)
+        assert got[: len(params)] == params, name
+    assert list(inspect.signature(tm.TokenTree.full).parameters) == [
+        "vocab_size",
+        "depth",
+        "eos",
+        "log_ref",
+    ]
+    tree = tm.TokenTree.full(2, 2, eos=0)
+    for attr in ("parent", "token", "depth", "log_ref", "terminal"):
+        assert getattr(tree, attr).shape == (tree.n_nodes,)
+    assert tm.soft_solve(tree, [0.0] * tree.n_nodes, 1.0)._fields == ("q", "v", "log_policy")

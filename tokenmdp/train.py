@@ -143,7 +143,9 @@ def fit_tree_policy(
         return token_policy(tree, law.log())
     if method != "lbfgs":
         raise ValueError(f'method must be "newton" or "lbfgs", got {method!r}')
-    weights = (weights / weights.sum()).to(torch.float64)
+    device = tree.device
+    weights = (weights / weights.sum()).to(torch.float64).to(device)
+    chosen, rejected = chosen.to(device), rejected.to(device)
 
     log_ref = tree.log_ref.to(torch.float64)
     possible = torch.isfinite(log_ref)
@@ -154,13 +156,13 @@ def fit_tree_policy(
 
     def log_policy(theta: Tensor) -> Tensor:
         logits = torch.where(possible, theta, -math.inf)
-        m = torch.zeros(tree.n_nodes, dtype=theta.dtype).scatter_reduce(
+        m = torch.zeros(tree.n_nodes, dtype=theta.dtype, device=device).scatter_reduce(
             0, parent[1:], logits[1:].detach(), "amax", include_self=False
         )
         m = torch.where(torch.isfinite(m), m, 0.0)
         s = torch.zeros_like(m).index_add(0, parent[1:], (logits[1:] - m[parent[1:]]).exp())
         lp = logits - (m + s.clamp(min=1e-300).log())[parent]
-        return torch.where(torch.arange(tree.n_nodes) == 0, 0.0, lp)
+        return torch.where(torch.arange(tree.n_nodes, device=device) == 0, 0.0, lp)
 
     def objective() -> Tensor:
         lp = log_policy(theta)
