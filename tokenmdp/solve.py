@@ -8,6 +8,7 @@ from typing import NamedTuple
 import torch
 
 from toybandit import _validation as v
+from toybandit.optimal import _prompt_param
 
 from .tree import TokenTree
 
@@ -207,14 +208,8 @@ def _edge_values(tree: TokenTree, x, name: str) -> Tensor:
 
 
 def _beta(beta, like: Tensor, name: str = "beta"):
+    """β > 0: a number, or a tensor over the batch dims of ``like`` [..., N]."""
     beta = v.positive(beta, name)
     if torch.is_tensor(beta):
-        try:
-            torch.broadcast_shapes(beta.shape, like.shape[:-1])
-        except RuntimeError as err:
-            raise ValueError(
-                f"{name} of shape {tuple(beta.shape)} must broadcast over the batch dims "
-                f"{tuple(like.shape[:-1])}"
-            ) from err
-        beta = beta.to(like.dtype)
+        beta = _prompt_param(beta, name, like).squeeze(-1)
     return beta
