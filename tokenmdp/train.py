@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from toybandit import _validation as v
 from toybandit import bradley_terry, fit_policy, losses, population_pairs, sample_preferences
@@ -86,8 +89,10 @@ def fit_tree_policy(
     - ``"newton"``: the loss depends on π only through the sequence law, and edge logits reach
       every law with full support, so the minimum is the bandit fit over complete sequences
       (:func:`toybandit.fit_policy`, damped Newton, exact to float64) turned into edge
-      probabilities by the chain rule (:func:`tokenmdp.token_policy`). Sequences in no pair keep
-      their π_ref odds against each other.
+      probabilities by the chain rule (:func:`tokenmdp.token_policy`). The loss fixes the sequence
+      log-ratios only up to one constant per connected component of the comparison graph; the fit
+      takes the minimiser in which every component keeps its π_ref mass, so a sequence in no pair
+      keeps its π_ref probability.
     - ``"lbfgs"``: gradient training of the edge logits themselves, as a language model is
       trained (L-BFGS with a strong-Wolfe line search, float64, ``steps`` iterations). First
       order: directions whose pairs carry weight ~1e-12 are left where they started.
@@ -128,19 +133,20 @@ def fit_tree_policy(
     if weights.shape != chosen.shape or (weights < 0).any() or weights.sum() <= 0:
         raise ValueError("weights must be non-negative, one per pair, not all 0")
     if method == "newton":
-        leaf_log_ref = path_sum(tree, tree.log_ref.to(torch.float64))
+        leaf_log_ref = path_sum(tree, tree.log_ref.to(torch.float64)).cpu()
         kind = {"beta": beta} if loss == "dpo" else {"tau": tau}
         law = fit_policy(
-            chosen,
-            rejected,
+            chosen.cpu(),
+            rejected.cpu(),
             leaf_log_ref.exp(),
             loss,
-            weights=weights,
+            weights=weights.cpu(),
             steps=steps,
             tolerance=tolerance,
             **kind,
         )
-        return token_policy(tree, law.log())
+        log_law = _keep_component_mass(law.log(), leaf_log_ref, chosen, rejected, weights)
+        return token_policy(tree, log_law.to(tree.device))
     if method != "lbfgs":
         raise ValueError(f'method must be "newton" or "lbfgs", got {method!r}')
     device = tree.device
@@ -201,6 +207,28 @@ def _world(tree: TokenTree, reward, behaviour) -> tuple[Tensor, Tensor]:
             f"behaviour must have one entry per leaf ({leaf_ref.numel()}), got {tuple(mu.shape)}"
         )
     return bradley_terry(leaf_reward), mu
+
+
+def _keep_component_mass(log_law, leaf_log_ref, chosen, rejected, weights) -> Tensor:
+    """Shift the log-law on each connected component of the comparison graph (pairs with positive
+    weight) so that the component carries its π_ref mass; the law is a minimiser either way."""
+    n = log_law.numel()
+    used = (weights > 0).cpu().numpy()
+    edges = (chosen.cpu().numpy()[used], rejected.cpu().numpy()[used])
+    graph = coo_matrix((np.ones(int(used.sum())), edges), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    label = torch.as_tensor(label, dtype=torch.long)
+    n_comp = int(label.max()) + 1
+    fitted = _group_logsumexp(log_law, label, n_comp)
+    reference = _group_logsumexp(leaf_log_ref, label, n_comp)
+    shift = torch.where(torch.isfinite(reference), reference - fitted, 0.0)
+    return log_law + shift[label]
+
+
+def _group_logsumexp(x: Tensor, label: Tensor, n_groups: int) -> Tensor:
+    m = torch.full((n_groups,), -math.inf, dtype=x.dtype).scatter_reduce(0, label, x, "amax")
+    m = torch.where(torch.isfinite(m), m, 0.0)
+    return m + torch.zeros(n_groups, dtype=x.dtype).index_add(0, label, (x - m[label]).exp()).log()
 
 
 def _leaf_index(x, name: str, n_leaves: int) -> Tensor:
