@@ -69,16 +69,21 @@ def test_population_dpo_recovers_the_optimum_and_the_reward_up_to_shaping(world)
 
 
 @settings(max_examples=10)
-@given(tst.tree_worlds(max_depth=3, concentration=(1.0, 10.0)), st.sampled_from(["dpo", "ipo"]))
+@given(
+    tst.tree_worlds(max_vocab=3, max_depth=3, concentration=(1.0, 10.0)),
+    st.sampled_from(["dpo", "ipo"]),
+)
 def test_edge_logit_training_reaches_the_same_optimum(world, loss):
     """Gradient training of the edge logits (as an LM is trained) and the sequence-level Newton fit
-    reach the same policy on the population objective."""
+    reach the same policy on the population objective. First order converges slowly on
+    ill-conditioned trees (64 leaves, vocabulary 4: 1e-3 after 200 L-BFGS steps, 4e-5 after 3000),
+    so this runs on trees of ≤ 27 sequences."""
     tree, reward, beta = world
     pairs = population_trajectory_pairs(tree, reward)
     kind = {"beta": beta} if loss == "dpo" else {"tau": beta}
     args = (tree, pairs.chosen, pairs.rejected, loss)
     newton = fit_tree_policy(*args, weights=pairs.weights, **kind)
-    lbfgs = fit_tree_policy(*args, weights=pairs.weights, method="lbfgs", **kind)
+    lbfgs = fit_tree_policy(*args, weights=pairs.weights, method="lbfgs", steps=500, **kind)
     close(lbfgs.exp(), newton.exp(), tol=LBFGS_TOL)
 
 
