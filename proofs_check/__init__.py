@@ -1,3 +1,12 @@
-"""proofs_check: the claim catalogue of the two source texts. Built in a later issue."""
+"""proofs_check: every numbered equation, lemma and theorem of the two source texts as a claim.
 
-__all__: list[str] = []
+Each :class:`Claim` has an id, its source and equation, a one-line statement, a seeded instance
+generator, a residual, a tolerance with its justification and an expected :class:`Outcome`:
+``holds``, ``erratum`` (the printed form fails; a corrected claim holds) or ``needs-assumption``
+(an assumption dropped: the statement must fail). ``proofs-check`` runs the catalogue.
+"""
+
+from . import nguyen2025  # noqa: F401  (registers its claims)
+from .registry import REGISTRY, Claim, Outcome, Result, claim, register, run_claim, select
+
+__all__ = ["REGISTRY", "Claim", "Outcome", "Result", "claim", "register", "run_claim", "select"]

@@ -1,0 +1,500 @@
+"""Claims of Nguyen 2025, *LLM Alignment Fine-tuning via Human Preference: DPO vs IPO*.
+
+Notation as in the text: h = β log π/π_ref(y₁) − β log π/π_ref(y₂) (β inside), v = P(y₁ ≻ y₂),
+s†(y) = E_{y'∼μ}[v(y, y')] (eq. (7)).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import optimize, special
+
+import toybandit as tb
+
+from .registry import Outcome, claim
+from .worlds import World, bt_world, random_policy, world
+
+SRC = "Nguyen 2025"
+HOLDS, ERRATUM, NEEDS = Outcome.HOLDS, Outcome.ERRATUM, Outcome.NEEDS_ASSUMPTION
+
+ROUND = "float64 sums of ≤ 36 terms of size ≤ 10²: rounding ≤ 1e-12 (3 orders of margin)"
+SCIPY = "scipy's optimiser stops at gradient 1e-10, leaving ~1e-6 in the maximiser"
+NEWTON = (
+    "damped Newton stops when no logit moves by 1e-12; pairs weighing μ_iμ_j ~1e-4 leave up to "
+    "~1e-9 in the probabilities (measured worst 3e-10); 1e-8 keeps margin"
+)
+GAP = "a failure must exceed rounding (1e-12) by orders of magnitude to count"
+
+
+def _objective1(policy, w: World):
+    """E_π[s] − β KL(π ‖ π_ref), eq. (1) for one prompt."""
+    return (policy * w.reward).sum() - w.beta * tb.kl_divergence(policy, w.ref)
+
+
+def _h(policy, ref, beta):
+    q = beta * (policy.log() - ref.log())
+    return q[:, None] - q[None, :]
+
+
+def _expect2(a, b, values):
+    """Σ_ij a_i b_j values_ij."""
+    return (a[:, None] * b[None, :] * values).sum()
+
+
+# -- eq. (1) and the Gibbs form of sec. 2.2 --------------------------------------------------------
+
+
+def _scipy_argmax1(w: World) -> np.ndarray:
+    r, p, beta = w.reward.numpy(), w.ref.numpy(), w.beta
+
+    def negative(z):
+        pi = special.softmax(z)
+        return -(pi @ r - beta * np.sum(special.rel_entr(pi, p)))
+
+    res = optimize.minimize(negative, np.log(p), method="BFGS", options={"gtol": 1e-10})
+    return special.softmax(res.x)
+
+
+@claim(
+    "nguyen2025.eq1.optimum",
+    SRC,
+    ("eq. (1)",),
+    "π* = π_ref e^{s/β}/Z attains β log Z in (1), and neither scipy nor random perturbations beat it",
+    draw=bt_world,
+    tolerance=1e-10,
+    why="values of size ≤ 10² in float64 (rounding ~1e-14); an optimiser's 1e-6 error in the "
+    "maximiser costs only ~1e-12 in value, so the comparison is made on values",
+)
+def _(w: World) -> float:
+    star = tb.optimal_policy(w.reward, w.ref, w.beta)
+    best = _objective1(star, w)
+    gap = abs(best - tb.log_partition(w.reward, w.ref, w.beta)).item()
+    others = [torch.as_tensor(_scipy_argmax1(w))]
+    g = torch.Generator().manual_seed(int(1e6 * w.beta))
+    for scale in (1e-3, 1e-1, 1.0):
+        noise = scale * torch.randn(len(star), generator=g, dtype=torch.float64)
+        others.append(torch.softmax(star.log() + noise, -1))
+    beaten = max(0.0, max((_objective1(p, w) - best).item() for p in others))
+    return max(gap, beaten)
+
+
+@claim(
+    "nguyen2025.sec22.gibbs-printed",
+    SRC,
+    ("unnumbered: sec. 2.2, objective = E[KL(π‖π*)] + const",),
+    "as printed: E_π[s] − βKL(π‖π_ref) − KL(π‖π*) is the same for every π",
+    draw=bt_world,
+    tolerance=1e-9,
+    why=GAP,
+    expected=ERRATUM,
+    corrected="nguyen2025.sec22.gibbs",
+)
+def _(w: World) -> float:
+    star = tb.optimal_policy(w.reward, w.ref, w.beta)
+    g = torch.Generator().manual_seed(int(1e6 * w.beta))
+    a, b = random_policy(g, len(w.ref)), random_policy(g, len(w.ref))
+    const = [(_objective1(p, w) - tb.kl_divergence(p, star)).item() for p in (a, b)]
+    return abs(const[0] - const[1])
+
+
+@claim(
+    "nguyen2025.sec22.gibbs",
+    SRC,
+    ("unnumbered: sec. 2.2, objective = E[KL(π‖π*)] + const",),
+    "corrected: E_π[s] − βKL(π‖π_ref) = −β KL(π‖π*) + β log Z (the factor −β is missing)",
+    draw=bt_world,
+    tolerance=1e-12,
+    why=ROUND,
+)
+def _(w: World) -> float:
+    star = tb.optimal_policy(w.reward, w.ref, w.beta)
+    g = torch.Generator().manual_seed(int(1e6 * w.beta))
+    policy = random_policy(g, len(w.ref))
+    rhs = -w.beta * tb.kl_divergence(policy, star) + tb.log_partition(w.reward, w.ref, w.beta)
+    return abs(_objective1(policy, w) - rhs).item()
+
+
+# -- sec. 2.1: the Bradley–Terry specification (2) and the logistic MLE (3) -------------------------
+
+
+@claim(
+    "nguyen2025.eq2.bradley-terry",
+    SRC,
+    ("eq. (2)", "unnumbered: sec. 2.1, Bradley–Terry model"),
+    "e^{s₁}/(e^{s₁} + e^{s₂}) = σ(s₁ − s₂), and P determines s up to a constant: logit P_i0 = s_i − s_0",
+    draw=bt_world,
+    tolerance=1e-9,
+    why="logit(σ(x)) for |x| ≤ 10 loses ≤ e^{10}·1e-16 ≈ 2e-12; 1e-9 is 3 orders above",
+)
+def _(w: World) -> float:
+    s = w.reward
+    ratio = s.exp()[:, None] / (s.exp()[:, None] + s.exp()[None, :])
+    recovered = torch.logit(w.pref[:, 0])
+    return max(
+        (ratio - w.pref).abs().max().item(),
+        (recovered - (s - s[0])).abs().max().item(),
+    )
+
+
+def _logistic_fit(w: World, mu) -> torch.Tensor:
+    """Minimise eq. (3)'s population objective over free scores with scipy, started at 0."""
+
+    def f(z):
+        score = torch.as_tensor(z, dtype=torch.float64).requires_grad_(True)
+        value = tb.logistic_objective(score, w.pref, mu)
+        value.backward()
+        return value.item(), score.grad.numpy()
+
+    res = optimize.minimize(f, np.zeros(len(mu)), jac=True, method="BFGS", options={"gtol": 1e-11})
+    return torch.as_tensor(res.x)
+
+
+@claim(
+    "nguyen2025.eq3.mle",
+    SRC,
+    ("eq. (3)",),
+    "the logistic MLE over pairs from a full-support μ recovers s up to a constant",
+    draw=bt_world,
+    tolerance=1e-5,
+    why=SCIPY,
+)
+def _(w: World) -> float:
+    fitted = _logistic_fit(w, w.mu)
+    return ((fitted - fitted[0]) - (w.reward - w.reward[0])).abs().max().item()
+
+
+@claim(
+    "nguyen2025.eq3.no-full-support",
+    SRC,
+    ("eq. (3)",),
+    "drop full support (μ(y) = 0 for one y): s(y) is no longer identified by (3)",
+    draw=bt_world,
+    tolerance=1e-5,
+    why=SCIPY,
+    expected=NEEDS,
+)
+def _(w: World) -> float:
+    mu = w.mu.clone()
+    mu[-1] = 0.0
+    mu = mu / mu.sum()
+    fitted = _logistic_fit(w, mu)
+    return ((fitted - fitted[0]) - (w.reward - w.reward[0])).abs().max().item()
+
+
+# -- sec. 2.2: eqs. (4)–(6) --------------------------------------------------------------------------
+
+
+@claim(
+    "nguyen2025.eq4.reparameterisation",
+    SRC,
+    ("eq. (4)", "unnumbered: sec. 2.2, s = β log π*/π_ref + β log Z (Z cancels)"),
+    "s = β log π*/π_ref + β log Z, so s(y₁) − s(y₂) = h_{π*}(y₁, y₂): Z(x) cancels",
+    draw=bt_world,
+    tolerance=1e-9,
+    why="log of probabilities down to e^{-100/β}: relative rounding 1e-16 on values ≤ 1e3 and more",
+)
+def _(w: World) -> float:
+    log_star = tb.log_optimal_policy(w.reward, w.ref, w.beta)
+    q = w.beta * (log_star - w.ref.log())
+    absolute = (q + tb.log_partition(w.reward, w.ref, w.beta) - w.reward).abs().max().item()
+    diffs = ((q[:, None] - q[None, :]) - (w.reward[:, None] - w.reward[None, :])).abs().max()
+    return max(absolute, diffs.item())
+
+
+@claim(
+    "nguyen2025.eq5.condition",
+    SRC,
+    ("eq. (5)",),
+    "the policy meeting (5) in least squares over all pairs of a full-support μ is π*",
+    draw=bt_world,
+    tolerance=1e-10,
+    why="a well-conditioned least-squares solve in float64; 1e-10 leaves 4 orders of margin",
+)
+def _(w: World) -> float:
+    n = len(w.ref)
+    i, j = np.triu_indices(n, 1)
+    design = np.zeros((len(i), n))
+    design[np.arange(len(i)), i] = 1.0
+    design[np.arange(len(i)), j] = -1.0
+    weight = np.sqrt(w.mu.numpy()[i] * w.mu.numpy()[j])[:, None]
+    target = (w.reward.numpy()[i] - w.reward.numpy()[j]) / w.beta
+    q = np.linalg.lstsq(weight * design, weight[:, 0] * target, rcond=None)[0]
+    policy = special.softmax(np.log(w.ref.numpy()) + q)
+    return float(np.abs(policy - tb.optimal_policy(w.reward, w.ref, w.beta).numpy()).max())
+
+
+@claim(
+    "nguyen2025.eq6.dpo",
+    SRC,
+    ("eq. (6)",),
+    "the DPO population minimiser under Bradley–Terry with full-support μ is the optimum of (1)",
+    draw=bt_world,
+    tolerance=1e-8,
+    why=NEWTON,
+)
+def _(w: World) -> float:
+    pairs = tb.population_pairs(w.pref, w.mu)
+    fitted = tb.fit_policy(pairs.chosen, pairs.rejected, w.ref, beta=w.beta, weights=pairs.weights)
+    return (fitted - tb.optimal_policy(w.reward, w.ref, w.beta)).abs().max().item()
+
+
+@claim(
+    "nguyen2025.sec23.dpo-overfits",
+    SRC,
+    ("unnumbered: sec. 2.3, DPO drifts from π_ref regardless of β",),
+    "with deterministic preferences DPO puts all mass on the winner for β = 0.1 and β = 10; "
+    "IPO stays at its interior ΨPO optimum",
+    draw=world,
+    tolerance=1e-6,
+    why="500 damped-Newton steps raise βh by ~1 each: the loser mass is e^{-hundreds}; IPO: "
+    + NEWTON,
+    instances=6,
+)
+def _(w: World) -> float:
+    pref = tb.random_preference(
+        len(w.ref), generator=torch.Generator().manual_seed(len(w.ref)), kind="deterministic"
+    )
+    winner = int(pref.sum(-1).argmax())
+    pairs = tb.population_pairs(pref, w.mu)
+    worst = 0.0
+    for beta in (0.1, 10.0):
+        dpo = tb.fit_policy(
+            pairs.chosen, pairs.rejected, w.ref, beta=beta, weights=pairs.weights, steps=500
+        )
+        worst = max(worst, 1 - dpo[winner].item())
+    ipo = tb.fit_policy(
+        pairs.chosen, pairs.rejected, w.ref, "ipo", tau=w.beta, weights=pairs.weights
+    )
+    worst = max(worst, (ipo - tb.psi_optimal_policy(pref, w.mu, w.ref, w.beta)).abs().max().item())
+    return worst
+
+
+# -- sec. 3: eqs. (7)–(12) --------------------------------------------------------------------------
+
+
+@claim(
+    "nguyen2025.eq7.score",
+    SRC,
+    ("eq. (7)",),
+    "IPO's population minimiser is the optimum of (1) for the score s†(y) = E_{y'∼μ}[v(y, y')]",
+    draw=world,
+    tolerance=1e-8,
+    why=NEWTON,
+)
+def _(w: World) -> float:
+    pairs = tb.population_pairs(w.pref, w.mu)
+    fitted = tb.fit_policy(
+        pairs.chosen, pairs.rejected, w.ref, "ipo", tau=w.beta, weights=pairs.weights
+    )
+    score = w.pref @ w.mu
+    return (fitted - tb.optimal_policy(score, w.ref, w.beta)).abs().max().item()
+
+
+@claim(
+    "nguyen2025.eq8.preference",
+    SRC,
+    ("eq. (8a)", "eq. (8b)", "eq. (8c)"),
+    "random preferences of every kind satisfy (8a–c), and then E_{y,y'∼μ}[v(y, y')] = ½ (used in (15))",
+    draw=world,
+    tolerance=1e-12,
+    why=ROUND,
+)
+def _(w: World) -> float:
+    worst = abs(w.mu @ w.pref @ w.mu - 0.5).item()
+    g = torch.Generator().manual_seed(len(w.mu))
+    for kind in tb.PREFERENCE_KINDS:
+        pref = tb.random_preference(len(w.mu), generator=g, kind=kind)
+        tb.check_preference(pref)  # raises on a violation of (8a–c)
+        worst = max(worst, abs(w.mu @ pref @ w.mu - 0.5).item())
+    return worst
+
+
+@claim(
+    "nguyen2025.eq8.different-laws",
+    SRC,
+    ("eq. (8b)", "eq. (8c)", "eq. (15)"),
+    "drop i.i.d.: with y ∼ μ and y' ∼ ν ≠ μ, E[v(y, y')] is not ½",
+    draw=world,
+    tolerance=1e-9,
+    why=GAP,
+    expected=NEEDS,
+)
+def _(w: World) -> float:
+    return abs(w.mu @ w.pref @ w.nu - 0.5).item()
+
+
+def _policies(w: World):
+    g = torch.Generator().manual_seed(int(1e6 * w.beta) + 1)
+    return random_policy(g, len(w.ref)), random_policy(g, len(w.ref))
+
+
+def _lemma_gap(w: World, pairs_from) -> float:
+    """[(9) − (10)](π₁) − [(9) − (10)](π₂): zero iff (9) and (10) differ by a constant."""
+    gaps = []
+    for policy in _policies(w):
+        nine = tb.ipo_target_objective(policy, w.pref, w.mu, w.ref, w.beta, pairs_from=pairs_from)
+        h = _h(policy, w.ref, w.beta)
+        ten = _expect2(pairs_from, pairs_from, (h - w.pref) ** 2)
+        gaps.append(nine - ten)
+    return abs(gaps[0] - gaps[1]).item()
+
+
+@claim(
+    "nguyen2025.lemma31.equivalence",
+    SRC,
+    ("Lemma 3.1", "eq. (9)", "eq. (10)"),
+    "(9) − (10) does not depend on π (= E_μ[g²] − E_μ[v²]), so (9) and (10) share their minimisers",
+    draw=world,
+    tolerance=1e-11,
+    why=ROUND,
+)
+def _(w: World) -> float:
+    policy = _policies(w)[0]
+    nine = tb.ipo_target_objective(policy, w.pref, w.mu, w.ref, w.beta)
+    ten = tb.ipo_preference_objective(policy, w.pref, w.mu, w.ref, w.beta)
+    score = w.pref @ w.mu
+    g2 = _expect2(w.mu, w.mu, (score[:, None] - score[None, :]) ** 2)
+    v2 = _expect2(w.mu, w.mu, w.pref**2)
+    return max(_lemma_gap(w, w.mu), abs(nine - ten - (g2 - v2)).item())
+
+
+@claim(
+    "nguyen2025.lemma31.pairs-not-from-mu",
+    SRC,
+    ("Lemma 3.1", "eq. (9)", "eq. (10)"),
+    "drop 'pairs drawn from the μ inside s†': with pairs from ν ≠ μ, (9) − (10) depends on π",
+    draw=world,
+    tolerance=1e-9,
+    why=GAP,
+    expected=NEEDS,
+)
+def _(w: World) -> float:
+    return _lemma_gap(w, w.nu)
+
+
+@claim(
+    "nguyen2025.eq11.printed",
+    SRC,
+    ("eq. (11)", "unnumbered: sec. 3.2, v ≈ c − 1"),
+    "as printed, target c − 1: (11) − (10) does not depend on π",
+    draw=world,
+    tolerance=1e-9,
+    why=GAP,
+    expected=ERRATUM,
+    corrected="nguyen2025.eq11.corrected",
+)
+def _(w: World) -> float:
+    diff = [
+        tb.ipo_label_objective(p, w.pref, w.mu, w.ref, w.beta, printed=True)
+        - tb.ipo_preference_objective(p, w.pref, w.mu, w.ref, w.beta)
+        for p in _policies(w)
+    ]
+    return abs(diff[0] - diff[1]).item()
+
+
+@claim(
+    "nguyen2025.eq11.corrected",
+    SRC,
+    ("eq. (11)",),
+    "corrected, target 2 − c = 𝟙[y₁ ≻ y₂]: (11) = (10) + E_μ[v(1 − v)]",
+    draw=world,
+    tolerance=1e-11,
+    why=ROUND,
+)
+def _(w: World) -> float:
+    policy = _policies(w)[0]
+    eleven = tb.ipo_label_objective(policy, w.pref, w.mu, w.ref, w.beta)
+    ten = tb.ipo_preference_objective(policy, w.pref, w.mu, w.ref, w.beta)
+    return abs(eleven - ten - _expect2(w.mu, w.mu, w.pref * (1 - w.pref))).item()
+
+
+@claim(
+    "nguyen2025.eq12.symmetrised",
+    SRC,
+    ("eq. (12)",),
+    "(11) corrected = (12) + ¼: (h − 1)² and h² of a pair and its mirror average to (h − ½)² + ¼",
+    draw=world,
+    tolerance=1e-11,
+    why=ROUND,
+)
+def _(w: World) -> float:
+    policy = _policies(w)[0]
+    eleven = tb.ipo_label_objective(policy, w.pref, w.mu, w.ref, w.beta)
+    twelve = tb.ipo_objective(policy, w.pref, w.mu, w.ref, w.beta)
+    return abs(eleven - twelve - 0.25).item()
+
+
+# -- the proof of Lemma 3.1: eqs. (13)–(15) ------------------------------------------------------------
+
+
+def _triple(w: World, third):
+    """(*), (**) of the proof by explicit triple sums over y₁, y₂ ∼ μ and y ∼ ``third``."""
+    policy = _policies(w)[0]
+    q = w.beta * (policy.log() - w.ref.log())
+    mu, v = w.mu, w.pref
+    weight = mu[:, None, None] * mu[None, :, None] * third[None, None, :]  # [y1, y2, y]
+    star = (weight * (q[:, None, None] * v[:, None, :] + q[None, :, None] * v[None, :, :])).sum()
+    stars = (weight * (q[:, None, None] * v[None, :, :] + q[None, :, None] * v[:, None, :])).sum()
+    return q, star, stars
+
+
+@claim(
+    "nguyen2025.eq13.expansion",
+    SRC,
+    ("eq. (13)",),
+    "(9) = E[h²] − 2E[h·g] + E[g²] with g = E_{y∼μ}[v(y₁, y) − v(y₂, y)]",
+    draw=world,
+    tolerance=1e-11,
+    why=ROUND,
+)
+def _(w: World) -> float:
+    policy = _policies(w)[0]
+    h = _h(policy, w.ref, w.beta)
+    score = w.pref @ w.mu
+    g = score[:, None] - score[None, :]
+    rhs = _expect2(w.mu, w.mu, h**2 - 2 * h * g + g**2)
+    return abs(tb.ipo_target_objective(policy, w.pref, w.mu, w.ref, w.beta) - rhs).item()
+
+
+@claim(
+    "nguyen2025.eq14.star",
+    SRC,
+    ("eq. (14)",),
+    "(*) = 2 E_{y₁,y₂∼μ}[q(y₁) v(y₁, y₂)] when y₁, y₂, y are i.i.d.",
+    draw=world,
+    tolerance=1e-11,
+    why=ROUND,
+)
+def _(w: World) -> float:
+    q, star, _ = _triple(w, w.mu)
+    return abs(star - 2 * _expect2(w.mu, w.mu, q[:, None] * w.pref)).item()
+
+
+@claim(
+    "nguyen2025.eq15.star-star",
+    SRC,
+    ("eq. (15)",),
+    "(**) = E_{y₁∼μ}[q(y₁)] when y₁, y₂, y are i.i.d. (uses E[v(y₂, y)] = ½)",
+    draw=world,
+    tolerance=1e-11,
+    why=ROUND,
+)
+def _(w: World) -> float:
+    q, _, stars = _triple(w, w.mu)
+    return abs(stars - (w.mu * q).sum()).item()
+
+
+@claim(
+    "nguyen2025.eq14-15.not-iid",
+    SRC,
+    ("eq. (14)", "eq. (15)"),
+    "drop i.i.d. (y ∼ ν ≠ μ): (*) − (**) is no longer E[(q(y₁) − q(y₂)) v(y₁, y₂)]",
+    draw=world,
+    tolerance=1e-9,
+    why=GAP,
+    expected=NEEDS,
+)
+def _(w: World) -> float:
+    q, star, stars = _triple(w, w.nu)
+    return abs(star - stars - _expect2(w.mu, w.mu, (q[:, None] - q[None, :]) * w.pref)).item()
