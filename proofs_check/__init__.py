@@ -6,7 +6,7 @@ generator, a residual, a tolerance with its justification and an expected :class
 (an assumption dropped: the statement must fail). ``proofs-check`` runs the catalogue.
 """
 
-from . import nguyen2025, rafailov2024  # noqa: F401  (register their claims)
+from . import diffusion, nguyen2025, rafailov2024, symbolic  # noqa: F401  (register claims)
 from .registry import REGISTRY, Claim, Outcome, Result, claim, register, run_claim, select
 
 __all__ = ["REGISTRY", "Claim", "Outcome", "Result", "claim", "register", "run_claim", "select"]

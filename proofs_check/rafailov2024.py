@@ -48,6 +48,10 @@ def _maxabs(a, b, mask=None) -> float:
     return (a[fin] - b[fin]).abs().max().item() if fin.any() else 0.0
 
 
+def _cpu(w: TreeWorld) -> TreeWorld:
+    return w._replace(tree=w.tree.to("cpu"), reward=w.reward.cpu())
+
+
 def _leaf_reach(w: TreeWorld):
     return torch.isfinite(sequence_sums(w.tree, w.tree.log_ref))
 
@@ -90,6 +94,7 @@ def _objective2(w: TreeWorld, leaf_law: torch.Tensor) -> torch.Tensor:
     instances=10,
 )
 def _(w: TreeWorld) -> float:
+    w = _cpu(w)  # scipy below
     sol = tm.soft_solve(w.tree, w.reward, w.beta)
     law = tm.path_sum(w.tree, sol.log_policy).exp()
     best = _objective2(w, law)
@@ -122,6 +127,7 @@ def _(w: TreeWorld) -> float:
     per_token = terminal_reward + w.beta * sequence_sums(w.tree, w.tree.log_ref)  # Σ_t r_t of (3)
     reach = _leaf_reach(w)
     flat = torch.full((int(reach.sum()),), 1.0 / int(reach.sum()), dtype=torch.float64)
+    flat = flat.to(per_token.device)
     maxent = tb.optimal_policy(per_token[reach], flat, w.beta)  # counting measure = uniform ref
     leaf_ref = sequence_sums(w.tree, w.tree.log_ref).exp()
     bandit = tb.optimal_policy(terminal_reward, leaf_ref, w.beta)[reach]

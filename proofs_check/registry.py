@@ -58,7 +58,7 @@ class Claim:
     corrected: str | None = None
     tags: tuple[str, ...] = ()
     quick: bool = True
-    instances: int = 20
+    instances: int = 50
 
 
 @dataclass
@@ -133,7 +133,7 @@ def claim(
     corrected: str | None = None,
     tags: tuple[str, ...] = (),
     quick: bool = True,
-    instances: int = 20,
+    instances: int = 50,
 ) -> Callable[[Callable[[Any], float]], Callable[[Any], float]]:
     """Decorator: register the decorated residual function as a claim."""
 
