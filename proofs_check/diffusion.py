@@ -88,6 +88,12 @@ def paths(m: Layered):
     return all_paths, total
 
 
+def _preference_gap(implicit: torch.Tensor, returns: torch.Tensor) -> float:
+    """max over path pairs of |σ(implicit_w − implicit_l) − σ(R_w − R_l)| (eqs. (1), (16))."""
+    model = torch.sigmoid(implicit[:, None] - implicit[None, :])
+    return (model - torch.sigmoid(returns[:, None] - returns[None, :])).abs().max().item()
+
+
 @claim(
     "rafailov2024.lemma2.bijection",
     SRC,
@@ -164,8 +170,4 @@ def _(m: Layered) -> float:
 def _(m: Layered) -> float:
     _, _, log_pi = solve(m)
     _, total = paths(m)
-    implicit = total(m.beta[0] * (log_pi - m.log_ref))
-    returns = total(m.reward)
-    p_model = torch.sigmoid(implicit[:, None] - implicit[None, :])
-    p_true = torch.sigmoid(returns[:, None] - returns[None, :])
-    return (p_model - p_true).abs().max().item()
+    return _preference_gap(total(m.beta[0] * (log_pi - m.log_ref)), total(m.reward))
