@@ -1,0 +1,361 @@
+"""tokenmdp.lm on real transformers models built from small configs (random weights, no downloads)."""
+
+import math
+
+import pytest
+import torch
+
+import tokenmdp as tm
+from tokenmdp import lm
+
+transformers = pytest.importorskip("transformers")
+
+VOCAB = 40
+F64 = torch.float64
+
+
+def gpt2(seed=0, vocab=VOCAB, dtype=F64, positions=32):
+    cfg = transformers.GPT2Config(
+        vocab_size=vocab, n_positions=positions, n_embd=16, n_layer=2, n_head=2,
+        bos_token_id=1, eos_token_id=1, pad_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    return transformers.GPT2LMHeadModel(cfg).eval().to(dtype)
+
+
+def llama(seed=0, vocab=VOCAB, dtype=F64):
+    cfg = transformers.LlamaConfig(
+        vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
+        bos_token_id=1, eos_token_id=1, pad_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    return transformers.LlamaForCausalLM(cfg).eval().to(dtype)
+
+
+MODELS = {"gpt2": gpt2, "llama": llama}
+
+
+def naive_logprobs(model, ids, mask=None):
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    return torch.log_softmax(logits.to(torch.float64), -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+
+
+def ids(batch=3, length=9, seed=0):
+    return torch.randint(2, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+# -- token log-probabilities ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_token_logprobs_match_the_naive_gather(arch):
+    model = MODELS[arch]()
+    x = ids()
+    got = lm.token_logprobs(model, x)
+    assert got.dtype == F64 and got.shape == (3, 8)
+    torch.testing.assert_close(got, naive_logprobs(model, x), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_left_and_right_padding_agree(arch):
+    model = MODELS[arch]()
+    x = ids()
+    lengths = [9, 6, 4]
+    left, right = torch.zeros_like(x), torch.zeros_like(x)
+    left_mask, right_mask = torch.zeros_like(x), torch.zeros_like(x)
+    for i, n in enumerate(lengths):
+        left[i, 9 - n :], left_mask[i, 9 - n :] = x[i, :n], 1
+        right[i, :n], right_mask[i, :n] = x[i, :n], 1
+    a = lm.token_logprobs(model, left, left_mask)
+    b = lm.token_logprobs(model, right, right_mask)
+    for i, n in enumerate(lengths):
+        torch.testing.assert_close(a[i, 9 - n :], b[i, : n - 1], atol=1e-12, rtol=0)
+        alone = naive_logprobs(model, x[i : i + 1, :n])[0]
+        torch.testing.assert_close(b[i, : n - 1], alone, atol=1e-12, rtol=0)
+        assert (b[i, n - 1 :] == 0).all()  # padding targets
+
+
+def test_chunking_does_not_change_values(monkeypatch):
+    model = gpt2()
+    x = ids(batch=4, length=12)
+    whole = lm.token_logprobs(model, x)
+    monkeypatch.setattr(lm, "_CHUNK_LOGITS", 3 * VOCAB)  # three positions per chunk
+    torch.testing.assert_close(
+        lm.token_logprobs(model, x), whole, atol=1e-12, rtol=0
+    )  # matmul blocking
+
+
+def test_unsplittable_models_use_their_full_logits(monkeypatch):
+    model = gpt2()
+    x = ids()
+    monkeypatch.setattr(lm, "_splittable", lambda m: False)
+    torch.testing.assert_close(
+        lm.token_logprobs(model, x), naive_logprobs(model, x), atol=1e-12, rtol=0
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_models_give_float32(dtype):
+    model = gpt2(dtype=dtype)
+    x = ids()
+    got = lm.token_logprobs(model, x)
+    assert got.dtype == torch.float32
+    # the model's own half-precision logits, log-softmaxed in float32: the same numbers
+    with torch.no_grad():
+        logits = model(x).logits[:, :-1].float()
+    want = torch.log_softmax(logits, -1).gather(-1, x[:, 1:, None]).squeeze(-1)
+    torch.testing.assert_close(got, want, atol=2e-2, rtol=0)
+
+
+# -- implicit rewards, the Q-function view and the implied reward -----------------------------------
+
+
+def completion_batch():
+    x = ids(batch=3, length=10, seed=1)
+    x[:, -1] = 1  # EOS ends every completion
+    mask = torch.ones_like(x)
+    mask[2, :2] = 0  # a left-padded row
+    completion = torch.zeros_like(x)
+    completion[:, 5:] = 1
+    return x, mask, completion
+
+
+def test_implicit_rewards_are_masked_log_ratios():
+    model, ref = gpt2(0), gpt2(1)
+    x, mask, completion = completion_batch()
+    got = lm.implicit_rewards(model, ref, x, mask, completion, beta=0.3)
+    want = 0.3 * (lm.token_logprobs(model, x, mask) - lm.token_logprobs(ref, x, mask))
+    torch.testing.assert_close(got[:, 4:], want[:, 4:], atol=1e-12, rtol=0)
+    assert (got[:, :4] == 0).all() and (got[:, 4:] != 0).all()
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_implied_rewards_telescope(arch):
+    """Sec. 4.1 on a real model: Σ_t r_t = V(s_first) + Σ_t β log π/π_ref along each completion."""
+    model, ref = MODELS[arch](0), MODELS[arch](1)
+    x, mask, completion = completion_batch()
+    beta = 0.7
+    r = lm.implied_rewards(model, ref, x, mask, completion, beta, eos_token_id=1)
+    implicit = lm.implicit_rewards(model, ref, x, mask, completion, beta)
+    view = lm.q_values(model, x, mask, beta)
+    v_first = view.v[:, 4]  # the state before the first completion token (position 5)
+    torch.testing.assert_close(r.sum(-1), v_first + implicit.sum(-1), atol=1e-10, rtol=0)
+    # eq. (5): log π = (Q − V)/β
+    torch.testing.assert_close(
+        (view.q - view.v) / beta, lm.token_logprobs(model, x, mask), atol=1e-12, rtol=0
+    )
+
+
+def test_implied_rewards_without_the_terminal_condition_do_not_telescope():
+    """Negative twin: keep V(s_{t+1}) at the end of the completion and the sum is off by it."""
+    model, ref = gpt2(0), gpt2(1)
+    x, mask, completion = completion_batch()
+    x = torch.cat([x, x[:, -1:]], 1)  # one more (non-completion) token after EOS
+    mask = torch.cat([mask, mask[:, -1:]], 1)
+    completion = torch.cat([completion, torch.zeros_like(completion[:, -1:])], 1)
+    beta = 0.7
+    terminal = lm.implied_rewards(model, ref, x, mask, completion, beta, eos_token_id=1)
+    view = lm.q_values(model, x, mask, beta)
+    lp_ref = lm.token_logprobs(ref, x, mask)
+    no_terminal = view.q - beta * lp_ref - torch.cat([view.v[:, 1:], view.v[:, :1] * 0], -1)
+    no_terminal = torch.where(completion[:, 1:].bool(), no_terminal, 0.0)
+    gap = (no_terminal.sum(-1) - terminal.sum(-1)).abs()
+    assert (gap > 1e-3).all()
+
+
+# -- preference losses, equal to TRL's --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trl_setup(tmp_path_factory):
+    pytest.importorskip("trl")
+    from datasets import Dataset
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    from trl import DPOConfig, DPOTrainer
+
+    words = ["<pad>", "<eos>", *"abcdefgh"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+    model, ref = (
+        gpt2(0, vocab=len(words), dtype=torch.float32),
+        gpt2(1, vocab=len(words), dtype=torch.float32),
+    )
+    rows = {
+        "prompt": ["a b", "c", "d e a", "b"],
+        "chosen": [" c d", " e", " b", " a a c d"],
+        "rejected": [" d", " a b c", " c c", " e"],
+    }
+    args = DPOConfig(
+        output_dir=str(tmp_path_factory.mktemp("trl_lm")), beta=0.1, report_to=[], use_cpu=True,
+        per_device_train_batch_size=4, max_length=16, disable_tqdm=True,
+        bf16=False, fp16=False,  # else accelerate wraps forward() in bf16 autocast on CPU
+    )  # fmt: skip
+    trainer = DPOTrainer(
+        model=model, ref_model=ref, args=args, train_dataset=Dataset.from_dict(rows),
+        processing_class=tokenizer,
+    )  # fmt: skip
+    trl_batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    return trainer, trl_batch, tokenizer, rows, model, ref
+
+
+def test_preference_batch_tokenises_like_trl(trl_setup):
+    _, trl_batch, tokenizer, rows, _, _ = trl_setup
+    ours = lm.preference_batch(tokenizer, rows)
+    for key in ("input_ids", "completion_mask"):
+        theirs = trl_batch[key]
+        width = min(theirs.shape[1], ours[key].shape[1])
+        assert torch.equal(ours[key][:, :width], theirs[:, :width])
+        assert (ours["attention_mask"][:, width:] == 0).all() and (
+            trl_batch["attention_mask"][:, width:] == 0
+        ).all()
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [("dpo", "sigmoid"), ("ipo_mean", "ipo")])
+@pytest.mark.parametrize("beta", [0.1, 2.0])
+def test_preference_losses_equal_trl(trl_setup, ours, theirs, beta):
+    trainer, trl_batch, tokenizer, rows, model, ref = trl_setup
+    trainer.loss_types, trainer.loss_weights, trainer.beta = [theirs], [1.0], beta
+    with torch.no_grad():
+        expected = trainer._compute_loss(trainer.model, trl_batch, False).item()
+    batch = lm.preference_batch(tokenizer, rows)
+    got = lm.preference_loss(model, ref, batch, ours, beta=beta, tokenizer=tokenizer).mean().item()
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)  # TRL computes in float32
+    if ours == "ipo_mean":  # the paper's summed IPO is a different number
+        summed = lm.preference_loss(model, ref, batch, "ipo", beta=beta).mean().item()
+        assert summed != pytest.approx(expected, rel=1e-3)
+
+
+def test_pretokenised_rows_and_bad_rows(trl_setup):
+    _, _, tokenizer, _, model, ref = trl_setup
+    rows = [{"prompt_ids": [2, 3], "chosen_ids": [4, 1], "rejected_ids": [5, 6, 1]}]
+    batch = lm.preference_batch(tokenizer, rows)
+    assert batch["input_ids"].tolist() == [[2, 3, 4, 1, 0], [2, 3, 5, 6, 1]]
+    assert batch["completion_mask"].tolist() == [[0, 0, 1, 1, 0], [0, 0, 1, 1, 1]]
+    assert lm.preference_loss(model, ref, batch, "ipo", beta=0.5).shape == (1,)
+    with pytest.raises(ValueError, match="empty chosen completion"):
+        lm.preference_batch(tokenizer, [{"prompt_ids": [2], "chosen_ids": [], "rejected_ids": [3]}])
+    with pytest.raises(ValueError, match="needs 'prompt'"):
+        lm.preference_batch(tokenizer, [{"prompt": "a"}])
+    with pytest.raises(ValueError, match="loss must be one of"):
+        lm.preference_loss(model, ref, batch, "kto", beta=0.5)
+
+
+# -- the model as a tree ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_expanded_tree_matches_direct_model_calls(arch):
+    model = MODELS[arch]()
+    prompt, tokens = [2, 3, 4], [1, 5, 7, 9, 11]
+    ex = lm.expand_tree(model, prompt, tokens, 3, eos=1)
+    tree = ex.tree
+    assert tree.vocab_size == VOCAB and tree.eos == 1
+    assert (tree.terminal[tree.token == 1]).all()
+    paths = tree.paths(torch.arange(tree.n_nodes)).tolist()
+    for n in range(tree.n_nodes):
+        if tree.terminal[n]:
+            continue
+        state = prompt + [t for t in paths[n] if t >= 0]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([state])).logits[0, -1].double(), -1)
+        kids = (tree.parent == n).nonzero().squeeze(-1)
+        assert tree.token[kids].tolist() == tokens
+        kept = logp[tokens]
+        torch.testing.assert_close(
+            tree.log_ref[kids], kept - torch.logsumexp(kept, 0), atol=1e-12, rtol=0
+        )
+        assert ex.cut[n].item() == pytest.approx(1 - kept.exp().sum().item(), abs=1e-12)
+
+
+def test_top_k_expansion_and_solve_on_a_real_tree():
+    """Every LM is a Q-function, on a real model's tree: Q = β log π_ref gives back π_ref."""
+    model = llama()
+    ex = lm.expand_tree(model, [3], list(range(2, 14)), 3, top_k=3)
+    tree = ex.tree
+    internal = (~tree.terminal).nonzero().squeeze(-1)
+    assert (tree.n_children[internal] == 3).all()
+    beta = 0.5
+    sol = tm.soft_solve(tree, tm.reward_from_q(tree, beta * tree.log_ref, beta), beta)
+    torch.testing.assert_close(sol.log_policy, tree.log_ref, atol=1e-12, rtol=0)
+    assert (ex.cut[internal] > 0).all() and (ex.cut[tree.terminal] == 0).all()
+
+
+@pytest.mark.parametrize("width", [1, 2, 5])
+def test_adapter_beam_search_agrees_with_tree_beam_search(width):
+    model = gpt2(3)
+    prompt, tokens = [2, 3], [1, 4, 6, 8]
+    ex = lm.expand_tree(model, prompt, tokens, 4, eos=1)
+    best = tm.beam_search(ex.tree, ex.tree.log_ref, width)
+    path, score = lm.beam_search(model, prompt, tokens, 4, width, eos=1)
+    want = [t for t in ex.tree.paths([best.node])[0].tolist() if t >= 0]
+    assert path == want and score == pytest.approx(best.score, abs=1e-10)
+
+
+def test_plot_credit():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = lm.plot_credit(
+        [(["a", "b", "c"], [0.5, -1.0, 0.0]), (["d", "e"], torch.tensor([2.0, -0.1]))],
+        titles=["chosen", "rejected"],
+    )
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["chosen: ", "a", "b", "c", "rejected: ", "d", "e"]
+    with pytest.raises(ValueError, match="3 tokens but 2 rewards"):
+        lm.plot_credit([(["a", "b", "c"], [1.0, 2.0])])
+
+
+# -- bad input -----------------------------------------------------------------------------------------
+
+
+def test_bad_input_raises():
+    model, other = gpt2(), gpt2(vocab=VOCAB + 5)
+    x, mask, completion = completion_batch()
+    with pytest.raises(ValueError, match="different vocabularies"):
+        lm.implicit_rewards(model, other, x, mask, completion, 0.1)
+    with pytest.raises(ValueError, match="outside the model's vocabulary"):
+        lm.token_logprobs(model, torch.full((1, 3), VOCAB))
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        lm.token_logprobs(model, torch.ones(1, 40, dtype=torch.long))
+    with pytest.raises(ValueError, match="empty completion"):
+        lm.implicit_rewards(model, model, x, mask, torch.zeros_like(x), 0.1)
+    with pytest.raises(ValueError, match="beta"):
+        lm.q_values(model, x, mask, 0.0)
+    with pytest.raises(ValueError, match="vocabulary"):
+        lm.expand_tree(model, [2], [3, VOCAB], 2)
+    with pytest.raises(ValueError, match="eos"):
+        lm.expand_tree(model, [2], [3, 4], 2, eos=1)
+    with pytest.raises(ValueError, match="context"):
+        lm.expand_tree(model, [2] * 30, [3, 4], 5)
+    with pytest.raises(ValueError, match="distinct"):
+        lm.expand_tree(model, [2], [3, 3], 2)
+
+    class Tok:
+        def __len__(self):
+            return VOCAB + 10
+
+    batch = {"input_ids": x, "attention_mask": mask, "completion_mask": completion}
+    with pytest.raises(ValueError, match="do not belong together"):
+        lm.preference_loss(model, model, batch, beta=0.1, tokenizer=Tok())
+
+
+# -- CUDA ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_logprobs_and_tree(dtype):
+    model = gpt2(dtype=dtype).cuda()
+    x = ids().cuda()
+    got = lm.token_logprobs(model, x)
+    assert got.is_cuda and got.dtype == torch.float32
+    cpu = lm.token_logprobs(gpt2(dtype=torch.float64), x.cpu())
+    torch.testing.assert_close(
+        got.cpu().double(), cpu, atol=5e-2 if dtype == torch.bfloat16 else 1e-4, rtol=0
+    )
+    ex = lm.expand_tree(model, [2, 3], [1, 4, 6], 3, eos=1)
+    assert math.isclose(tm.path_sum(ex.tree, ex.tree.log_ref).exp().sum().item(), 1.0, rel_tol=1e-5)
