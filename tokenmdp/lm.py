@@ -35,8 +35,9 @@ from .tree import TokenTree
 
 Tensor = torch.Tensor
 
-# Positions per chunk of the output head: ~2^26 logits (256 MB in float32) at a time.
-_CHUNK_LOGITS = 2**26
+# Logits per chunk of the output head: 2^22 (16 MB in float32) at a time. Smaller chunks cost more
+# head matmuls; this size keeps them large enough to run at full speed (benchmarks/lm_logprobs.py).
+_CHUNK_LOGITS = 2**22
 
 
 # -- model facts and input checks ------------------------------------------------------------------
@@ -153,10 +154,19 @@ def _scores(model, input_ids, attention_mask):
         for start in range(0, b * n, step):
             rows = slice(start, start + step)
             logits = (head(flat_hidden[rows]) if head is not None else flat_hidden[rows]).to(dtype)
-            lse[rows] = torch.logsumexp(logits, -1)
             chosen[rows] = logits.gather(-1, flat_targets[rows, None].to(logits.device)).squeeze(-1)
+            lse[rows] = _logsumexp_(logits)
     real = attention_mask[:, 1:].bool().to(chosen.device)
     return chosen.reshape(b, n).masked_fill(~real, 0.0), lse.reshape(b, n).masked_fill(~real, 0.0)
+
+
+def _logsumexp_(logits: Tensor) -> Tensor:
+    """logsumexp over the last dim, overwriting ``logits`` (a chunk this module owns) instead of
+    allocating an exp() copy of it. Needs a finite maximum per row (logits are finite)."""
+    if not logits.is_contiguous():
+        return torch.logsumexp(logits, -1)
+    m = logits.amax(-1, keepdim=True)
+    return logits.sub_(m).exp_().sum(-1).log_().add_(m.squeeze(-1))
 
 
 def _next_logprobs(model, states: Tensor) -> Tensor:
