@@ -6,7 +6,12 @@ generator, a residual, a tolerance with its justification and an expected :class
 (an assumption dropped: the statement must fail). ``proofs-check`` runs the catalogue.
 """
 
+from importlib.util import find_spec
+
 from . import diffusion, nguyen2025, rafailov2024, symbolic  # noqa: F401  (register claims)
+
+if find_spec("transformers") is not None:  # the `lm` extra: the same claims on a real LM's tree
+    from . import lm_claims  # noqa: F401
 from .registry import REGISTRY, Claim, Outcome, Result, claim, register, run_claim, select
 
 __all__ = ["REGISTRY", "Claim", "Outcome", "Result", "claim", "register", "run_claim", "select"]

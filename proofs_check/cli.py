@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--instances", type=int, help="instances per claim (default: each claim's)")
     parser.add_argument("--symbolic", action="store_true", help="also run the sympy proofs")
     parser.add_argument("--device", default="cpu", help="torch device for the tree solves")
+    parser.add_argument(
+        "--model",
+        metavar="PATH",
+        help="a local causal-LM checkpoint for the '.lm' claims (default: a tiny random GPT-2)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON records (schema above)")
     parser.add_argument("--markdown", action="store_true", help="print the coverage table and exit")
     return parser
@@ -64,6 +69,13 @@ def run(argv: Sequence[str] | None = None) -> tuple[list[Result], int]:
         claims = [c for c in claims if "symbolic" not in c.tags]
     if not claims:
         print(f"no claim matches {args.claim}", file=sys.stderr)
+        return [], 2
+    if any("lm" in c.tags for c in claims) and (args.model or args.device != "cpu"):
+        from .lm_claims import set_model
+
+        print(f"LM claims on {set_model(args.model, args.device)}", file=sys.stderr)
+    elif args.model:
+        print("--model given but no LM claim is selected (needs the `lm` extra)", file=sys.stderr)
         return [], 2
     results = []
     for k, c in enumerate(claims, start=1):

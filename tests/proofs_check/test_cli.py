@@ -48,7 +48,7 @@ def test_table_and_exit_code(capsys):
     out = capsys.readouterr()
     assert "rafailov2024.lemma1.cyclic" in out.out and "needs-assumption" in out.out
     assert "every claim has its expected outcome" in out.out
-    assert "3/3" in out.err  # the progress bar goes to stderr
+    assert "rafailov2024.lemma1.cyclic" in out.err  # the progress bar goes to stderr
     assert main(["--claim", "no-such-claim"]) == 2
 
 
@@ -157,3 +157,17 @@ def test_tree_claims_on_cuda(capsys):
     out, code = _json(capsys, ["--quick", "--claim", "rafailov2024", "--device", "cuda"])
     assert code == 0, [r["id"] for r in out["claims"] if not r["ok"]]
     assert torch.cuda.is_available()
+
+
+def test_lm_claims_on_a_local_checkpoint(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from proofs_check import lm_claims
+
+    lm_claims.tiny_model(seed=5).save_pretrained(tmp_path)
+    try:
+        out, code = _json(capsys, ["--claim", "lm", "--instances", "2", "--model", str(tmp_path)])
+        assert code == 0, [r["id"] for r in out["claims"] if not r["ok"]]
+        assert {r["id"] for r in out["claims"]} >= {"rafailov2024.sec41.lm-text"}
+    finally:
+        lm_claims.set_model(None)
+    assert main(["--claim", "nguyen2025.eq1", "--model", str(tmp_path)]) == 2  # no LM claim chosen

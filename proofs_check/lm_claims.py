@@ -1,0 +1,144 @@
+"""The tree claims of Rafailov et al. 2024 again, on trees expanded from a real causal LM.
+
+Instances: a prompt of 1–4 random ids, 3–5 allowed tokens (sometimes with EOS), depth 2–3, sometimes
+top-k pruning, expanded by :func:`tokenmdp.lm.expand_tree`; random rewards and β on top. The model
+is a tiny random GPT-2 (float64, built from a config: no download) unless ``proofs-check --model
+PATH`` names a local checkpoint. Needs the ``lm`` extra (``transformers``); without it these claims
+are not registered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from tokenmdp import lm as tlm
+
+from .registry import REGISTRY, claim, register
+from .worlds import TreeWorld
+
+_STATE: dict[str, object] = {"model": None, "source": "tiny random GPT-2"}
+
+MIRRORED = (
+    "rafailov2024.eq5-7.bellman",
+    "rafailov2024.lemma1.bijection",
+    "rafailov2024.sec41.telescoping",
+    "rafailov2024.eq8.policy-preference",
+    "rafailov2024.theorem1.shaping",
+    "rafailov2024.theorem1.terminal-potential",
+    "rafailov2024.eq10-11.advantage",
+    "rafailov2024.eq13.printed",
+    "rafailov2024.eq13.corrected",
+    "rafailov2024.sec52.beam",
+    "rafailov2024.eq14.expected-implicit",
+)
+
+
+def tiny_model(seed: int = 0):
+    """A 2-layer GPT-2 with a 64-token vocabulary and random weights, in float64."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2, bos_token_id=1,
+        eos_token_id=1, pad_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(config).eval().double()
+
+
+def set_model(path: str | None = None, device: str = "cpu") -> str:
+    """Use the causal LM at a local ``path`` (or the tiny random one) for the ``.lm`` claims;
+    returns a description of it."""
+    if path is None:
+        model, source = tiny_model(), "tiny random GPT-2 (float64)"
+    else:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
+        source = f"{path} ({next(model.parameters()).dtype})"
+    _STATE["model"], _STATE["source"] = model.to(device), source
+    return source
+
+
+def model():
+    if _STATE["model"] is None:
+        set_model()
+    return _STATE["model"]
+
+
+def lm_tree_world(g: torch.Generator, device=None) -> TreeWorld:
+    m = model()
+    n_vocab = tlm.vocab_size(m)
+    eos = getattr(m.config, "eos_token_id", None)
+    eos = eos if isinstance(eos, int) and 0 <= eos < n_vocab else None
+    prompt = torch.randint(2, n_vocab, (int(torch.randint(1, 5, (), generator=g)),), generator=g)
+    n_tokens = int(torch.randint(3, 6, (), generator=g))
+    tokens = torch.randperm(n_vocab - 2, generator=g)[:n_tokens] + 2
+    use_eos = eos is not None and torch.rand((), generator=g).item() < 0.5
+    if use_eos:
+        tokens[0] = eos
+    top_k = 2 if torch.rand((), generator=g).item() < 0.3 else None
+    depth = int(torch.randint(2, 4, (), generator=g))
+    ex = tlm.expand_tree(m, prompt, tokens, depth, eos=eos if use_eos else None, top_k=top_k)
+    tree = ex.tree.to(torch.device("cpu") if device is None else device)
+    reward = 3 * (2 * torch.rand(tree.n_nodes, generator=g, dtype=torch.float64) - 1)
+    reward[0] = 0.0
+    beta = math.exp(math.log(0.1) + math.log(100) * torch.rand((), generator=g).item())
+    return TreeWorld(tree, reward.to(tree.device), beta, g)
+
+
+for _id in MIRRORED:
+    _base = REGISTRY[_id]
+    register(
+        dataclasses.replace(
+            _base,
+            id=f"{_id}.lm",
+            statement=f"{_base.statement} — on a real LM's tree",
+            draw=lm_tree_world,
+            tags=(*_base.tags, "lm"),
+            instances=10,
+        )
+    )
+
+
+def _text_world(g: torch.Generator, device=None):
+    m = model()
+    n_vocab = tlm.vocab_size(m)
+    length = int(torch.randint(4, 12, (), generator=g))
+    ids = torch.randint(2, n_vocab, (3, length), generator=g)
+    completion = torch.zeros_like(ids)
+    completion[:, int(torch.randint(1, length - 1, (), generator=g)) :] = 1
+    beta = math.exp(math.log(0.1) + math.log(100) * torch.rand((), generator=g).item())
+    return ids, completion, beta
+
+
+@claim(
+    "rafailov2024.sec41.lm-text",
+    "Rafailov et al. 2024",
+    ("unnumbered: sec. 4.1, Σ r = V*(s₀) + Σ β log π*/π_ref", "Lemma 1", "eq. (5)"),
+    "on real text, the reward implied by reading the LM as Q* = β·logits telescopes: "
+    "Σ_t r_t = V(s_first) + Σ_t β log π/π_ref, π_ref a second LM",
+    draw=_text_world,
+    tolerance=1e-9,
+    why="float64 model; sums of ≤ 12 terms of size ≤ 10³",
+    tags=("lm",),
+    instances=10,
+)
+def _(inst) -> float:
+    ids, completion, beta = inst
+    policy, ref = model(), _reference()
+    mask = torch.ones_like(ids)
+    r = tlm.implied_rewards(policy, ref, ids, mask, completion, beta)
+    implicit = tlm.implicit_rewards(policy, ref, ids, mask, completion, beta)
+    first = int(completion[0].nonzero()[0]) - 1  # the state before the first completion token
+    v = tlm.q_values(policy, ids, mask, beta).v[:, first]
+    return (r.sum(-1) - v - implicit.sum(-1)).abs().max().item()
+
+
+def _reference():
+    if "ref" not in _STATE or _STATE.get("ref_of") is not _STATE["model"]:
+        ref = tiny_model(seed=1) if _STATE["source"].startswith("tiny") else _STATE["model"]
+        _STATE["ref"], _STATE["ref_of"] = ref.to(tlm._input_device(model())), _STATE["model"]
+    return _STATE["ref"]
