@@ -359,3 +359,17 @@ def test_cuda_logprobs_and_tree(dtype):
     )
     ex = lm.expand_tree(model, [2, 3], [1, 4, 6], 3, eos=1)
     assert math.isclose(tm.path_sum(ex.tree, ex.tree.log_ref).exp().sum().item(), 1.0, rel_tol=1e-5)
+
+
+def test_device_map_models_are_used_in_place(tmp_path):
+    """A model loaded through a device_map is used where it is (multi-device sharding needs ≥ 2
+    devices and is not exercised here)."""
+    pytest.importorskip("accelerate")
+    gpt2().save_pretrained(tmp_path)
+    mapped = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path, device_map={"": "cpu"}, torch_dtype=F64
+    ).eval()
+    x = ids()
+    torch.testing.assert_close(
+        lm.token_logprobs(mapped, x), naive_logprobs(gpt2(), x), atol=1e-12, rtol=0
+    )
