@@ -31,7 +31,7 @@ import torch
 
 from toybandit import losses
 
-from .tree import TokenTree
+from .tree import TokenTree, segment_logsumexp
 
 Tensor = torch.Tensor
 
@@ -507,6 +507,82 @@ def expand_tree(
     cut = torch.zeros(tree.n_nodes, dtype=dtype)
     cut[~tree.terminal] = torch.cat(cuts).to(dtype)[: int((~tree.terminal).sum())]
     return Expansion(tree, cut)
+
+
+def tree_policy(
+    model, tree: TokenTree, prompt_ids, *, token_ids=None, batch_size: int = 256
+) -> Expansion:
+    """The model's next-token law on the edges of a given tree, restricted and renormalised.
+
+    For every internal state s of ``tree`` (the prompt followed by the path to s), the model's
+    log-probabilities of the children's tokens, renormalised over those children:
+    log π_θ(a|s) − log Σ_{a' child of s} π_θ(a'|s). This is :func:`expand_tree` following an existing
+    tree's shape, so that a trained model can be compared edge by edge with π* on that tree.
+
+    Args:
+        tree: the tree; ``tree.token`` holds tree tokens. prompt_ids: the model ids of s₀.
+        token_ids: model id of each tree token (a 1-D map, tree token t → ``token_ids[t]``);
+            identity by default.
+
+    Returns:
+        :class:`Expansion` whose ``tree`` is ``tree`` with ``log_ref`` replaced by the model's law,
+        and ``cut`` the model's mass outside the children of each state.
+    """
+    n_vocab = vocab_size(model)
+    prompt = torch.as_tensor(prompt_ids, dtype=torch.long).reshape(-1)
+    mapping = (
+        torch.arange(int(tree.token.max()) + 1)
+        if token_ids is None
+        else torch.as_tensor(token_ids, dtype=torch.long).reshape(-1)
+    )
+    if int(tree.token.max()) >= mapping.numel():
+        raise ValueError(f"token_ids maps {mapping.numel()} tree tokens; the tree uses more")
+    ids = torch.cat([torch.tensor([-1]), mapping[tree.token[1:].cpu()]])
+    if (
+        (ids[1:] < 0).any()
+        or (ids[1:] >= n_vocab).any()
+        or (prompt < 0).any()
+        or (prompt >= n_vocab).any()
+    ):
+        raise ValueError(
+            f"the tree's tokens and the prompt must map into the vocabulary [0, {n_vocab})"
+        )
+    context = _context_length(model)
+    if context is not None and prompt.numel() + tree.max_depth > context:
+        raise ValueError(
+            f"prompt ({prompt.numel()}) + depth ({tree.max_depth}) exceeds the model's context of {context}"
+        )
+    internal = (~tree.terminal).nonzero().squeeze(-1).cpu()
+    paths = tree.path_nodes(internal).cpu()
+    dtype = _out_dtype(model)
+    logp = torch.empty(tree.n_nodes, dtype=dtype)
+    logp[0] = 0.0
+    cut = torch.zeros(tree.n_nodes, dtype=dtype)
+    parent, n_children = tree.parent.cpu(), tree.n_children.cpu()
+    by_depth = tree.depth.cpu()[internal]
+    for d in range(tree.max_depth):  # states of one depth share a length: one batch each
+        rows = (by_depth == d).nonzero().squeeze(-1)
+        for start in range(0, rows.numel(), batch_size):
+            chunk = rows[start : start + batch_size]
+            states = torch.cat(
+                [
+                    prompt.expand(chunk.numel(), -1),
+                    ids[paths[chunk, :d].clamp(min=0)].reshape(chunk.numel(), d),
+                ],
+                1,
+            )
+            full = _next_logprobs(model, states).cpu()
+            nodes = internal[chunk]  # consecutive internal states: their children are one block
+            kids = ((parent >= nodes[0]) & (parent <= nodes[-1])).nonzero().squeeze(-1)
+            which = torch.searchsorted(nodes, parent[kids])
+            kept = full[which, ids[kids]]
+            total = segment_logsumexp(kept, n_children[nodes])
+            logp[kids] = kept - total[which]
+            cut[nodes] = (-torch.expm1(total)).clamp(min=0.0)
+    shaped = TokenTree(
+        tree.parent.cpu(), tree.token.cpu(), logp, vocab_size=tree.vocab_size, eos=tree.eos
+    )
+    return Expansion(shaped, cut)
 
 
 def beam_search(

@@ -373,3 +373,19 @@ def test_device_map_models_are_used_in_place(tmp_path):
     torch.testing.assert_close(
         lm.token_logprobs(mapped, x), naive_logprobs(gpt2(), x), atol=1e-12, rtol=0
     )
+
+
+@pytest.mark.parametrize("top_k", [None, 2])
+def test_tree_policy_scores_a_given_tree_like_expansion(top_k):
+    model = llama(2)
+    ex = lm.expand_tree(model, [2, 3], [1, 5, 7, 9], 3, eos=1, top_k=top_k)
+    scored = lm.tree_policy(model, ex.tree, [2, 3], batch_size=3)
+    torch.testing.assert_close(scored.tree.log_ref, ex.tree.log_ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(scored.cut, ex.cut, atol=1e-12, rtol=0)
+    # through a token map: tree tokens 0..3 stand for model ids 1, 5, 7, 9
+    tokens = [-1, *[[1, 5, 7, 9].index(t) for t in ex.tree.token[1:].tolist()]]
+    small = tm.TokenTree(ex.tree.parent, torch.tensor(tokens), ex.tree.log_ref)
+    mapped = lm.tree_policy(model, small, [2, 3], token_ids=[1, 5, 7, 9])
+    torch.testing.assert_close(mapped.tree.log_ref, ex.tree.log_ref, atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="vocabulary"):
+        lm.tree_policy(model, small, [2, 3], token_ids=[1, 5, 7, VOCAB])
