@@ -388,4 +388,4 @@ def test_tree_policy_scores_a_given_tree_like_expansion(top_k):
     mapped = lm.tree_policy(model, small, [2, 3], token_ids=[1, 5, 7, 9])
     torch.testing.assert_close(mapped.tree.log_ref, ex.tree.log_ref, atol=1e-12, rtol=0)
     with pytest.raises(ValueError, match="vocabulary"):
-        lm.tree_policy(model, small, [2, 3], token_ids=[1, 5, 7, VOCAB])
+        lm.tree_policy(model, small, [2, 3], token_ids=[VOCAB] * 4)
