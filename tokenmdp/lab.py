@@ -261,7 +261,8 @@ class Score(NamedTuple):
     return; credit: the correlation between the true per-token reward and the model's implicit
     per-token reward after removing the potential-shaping term recovered from the leaves up (Theorem
     1: only that difference is identifiable); cut: the largest probability the model puts outside
-    the tree at a state.
+    the tree at a state; kl_ref_model: KL(π_ref ‖ π_θ), how far the model is from the tree's
+    reference (small for a good warm-up).
     """
 
     kl_model_opt: float
@@ -270,6 +271,7 @@ class Score(NamedTuple):
     accuracy: float
     credit: float
     cut: float
+    kl_ref_model: float
 
 
 def score(model, tree: TokenTree, reward, beta: float, vocab: Vocabulary) -> Score:
@@ -306,6 +308,7 @@ def score(model, tree: TokenTree, reward, beta: float, vocab: Vocabulary) -> Sco
         accuracy,
         credit if math.isfinite(credit) else float("nan"),
         float(scored.cut.max()),
+        float(tb.kl_divergence(path_sum(tree, tree.log_ref).exp(), law)),
     )
 
 
@@ -381,7 +384,7 @@ def sweep(setting: Setting, out: str | Path) -> list[dict[str, Any]]:
 def _row(method: str, beta: float, pairs: int, s: Score) -> dict[str, Any]:
     row = {"method": method, "beta": beta, "pairs": pairs, "kl_model_opt": s.kl_model_opt,
            "kl_opt_model": s.kl_opt_model, "accuracy": s.accuracy, "credit": s.credit,
-           "cut": s.cut}  # fmt: skip
+           "cut": s.cut, "kl_ref_model": s.kl_ref_model}  # fmt: skip
     row.update({f"kl_depth{d + 1}": v for d, v in enumerate(s.kl_by_depth)})
     return row
 
@@ -426,7 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="lab_runs", help="directory for results.csv / results.png")
     args = parser.parse_args(argv)
     rows = sweep(QUICK if args.quick else FULL, args.out)
-    keys = ["method", "beta", "pairs", "kl_model_opt", "kl_opt_model", "accuracy", "credit"]
+    keys = ["method", "beta", "pairs", "kl_ref_model", "kl_model_opt", "kl_opt_model", "accuracy"]
+    keys.append("credit")
     print(" | ".join(keys))
     for r in rows:
         print(" | ".join(f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k]) for k in keys))
