@@ -141,13 +141,22 @@ def preference_dataset(
     *,
     generator: torch.Generator,
     behaviour=None,
+    pref=None,
 ):
     """``datasets.Dataset`` of n rows ``{"prompt": "<bos>", "chosen": " …", "rejected": " …"}``: two
     sequences from ``behaviour`` (π_ref's sequence law by default), the winner drawn by
-    Bradley–Terry on the summed reward (:func:`tokenmdp.sample_trajectory_pairs`)."""
+    Bradley–Terry on the summed reward (:func:`tokenmdp.sample_trajectory_pairs`), or by any
+    preference matrix ``pref`` [L, L] over the leaves (Nguyen 2025 (8a–c); ``reward`` is then unused).
+    """
     from datasets import Dataset
 
-    pairs = sample_trajectory_pairs(tree, reward, int(n), generator=generator, behaviour=behaviour)
+    if pref is None:
+        pairs = sample_trajectory_pairs(
+            tree, reward, int(n), generator=generator, behaviour=behaviour
+        )
+    else:
+        mu = _leaf_law(tree) if behaviour is None else behaviour
+        pairs = tb.sample_preferences(pref, mu, int(n), generator)
     chosen, rejected = _texts(tree, vocab, pairs.chosen), _texts(tree, vocab, pairs.rejected)
     return Dataset.from_dict(
         {

@@ -124,6 +124,22 @@ def test_bad_settings(world):
         lab.score(model, deeper, torch.zeros(deeper.n_nodes), 0.5, lab.tree_vocabulary(deeper))
     with pytest.raises(ValueError, match="beta"):
         lab.sweep(lab.Setting(betas=(-1.0,)), "unused")
+    wider = lab.eos_tree(6, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="vocabulary"):  # the model knows 3 tree tokens, not 6
+        lab.score(model, wider, torch.zeros(wider.n_nodes), 0.5, lab.tree_vocabulary(wider))
+
+
+def test_preference_rows_from_any_preference_matrix(world):
+    """Rows drawn from a given preference matrix (here deterministic) follow it."""
+    tree, reward, vocab = world
+    n_leaves = tree.leaves.numel()
+    g = torch.Generator().manual_seed(4)
+    pref = tb.random_preference(n_leaves, generator=g, kind="deterministic")
+    data = lab.preference_dataset(tree, reward, vocab, 50, generator=g, pref=pref)
+    texts = lab._texts(tree, vocab, torch.arange(n_leaves))
+    for c, r in zip(data["chosen"], data["rejected"], strict=True):
+        i, j = texts.index(c.strip()), texts.index(r.strip())
+        assert i == j or pref[i, j] == 1.0
 
 
 @pytest.mark.slow
