@@ -664,22 +664,25 @@ def plot_credit(rows: Sequence[tuple[Sequence[str], Any]], *, titles=None, ax=No
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound)
     cmap = plt.get_cmap("RdBu")
     if ax is None:
-        fig, ax = plt.subplots(figsize=(10, 0.8 * len(rows) + 0.4))
+        longest = max(len(tokens) for tokens, _ in rows)
+        fig, ax = plt.subplots(figsize=(min(14, 3 + 0.7 * longest), 0.7 * len(rows) + 0.8))
     else:
         fig = ax.figure
     ax.set_axis_off()
+    width = max(len(tokens) for tokens, _ in rows)
+    left = 0.2 if titles else 0.0
+    slot = (1 - left) / max(width, 1)
     for i, ((tokens, _), v) in enumerate(zip(rows, values, strict=True)):
         y = 1 - (i + 0.5) / len(rows)
-        x = 0.0
         if titles:
-            ax.text(x, y, f"{titles[i]}: ", va="center", ha="left", fontsize=9, weight="bold")
-            x += 0.12
-        for token, value in zip(tokens, v.tolist(), strict=True):
+            ax.text(0.0, y, titles[i], va="center", ha="left", fontsize=9, weight="bold")
+        for k, (token, value) in enumerate(zip(tokens, v.tolist(), strict=True)):
+            dark = abs(float(norm(value)) - 0.5) > 0.3  # white text on strong colours
             ax.text(
-                x, y, token, va="center", ha="left", fontsize=9, family="monospace",
+                left + k * slot, y, token, va="center", ha="left", fontsize=9, family="monospace",
+                color="white" if dark else "black",
                 bbox={"facecolor": cmap(norm(value)), "edgecolor": "none", "pad": 1.5},
             )  # fmt: skip
-            x += 0.012 * (len(token) + 1)
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="β log π/π_ref")
     return fig
 

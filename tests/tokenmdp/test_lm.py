@@ -304,7 +304,7 @@ def test_plot_credit():
         titles=["chosen", "rejected"],
     )
     texts = [t.get_text() for t in fig.axes[0].texts]
-    assert texts == ["chosen: ", "a", "b", "c", "rejected: ", "d", "e"]
+    assert texts == ["chosen", "a", "b", "c", "rejected", "d", "e"]
     with pytest.raises(ValueError, match="3 tokens but 2 rewards"):
         lm.plot_credit([(["a", "b", "c"], [1.0, 2.0])])
 
