@@ -22,12 +22,21 @@ def trajectory(loss, pref, ref, strength, steps, lr=0.1):
     pairs = tb.population_pairs(pref, ref)
     weights = pairs.weights / pairs.weights.sum()
     theta = ref.log().clone().requires_grad_(True)
-    opt = torch.optim.Adam([theta], lr=lr)
+    # short second-moment memory and no eps floor: steps stay ~lr however small the gradient gets,
+    # so the runs show where each loss is heading rather than how Adam slows down
+    opt = torch.optim.Adam([theta], lr=lr, betas=(0.9, 0.9), eps=1e-30)
     out = []
     for _ in range(steps):
         logratio = torch.log_softmax(theta, -1) - ref.log()
         w, lose = logratio[pairs.chosen], logratio[pairs.rejected]
-        value = (weights * (tb.losses.dpo(w, lose, strength) if loss == "dpo" else tb.losses.ipo(w, lose, strength))).sum()
+        value = (
+            weights
+            * (
+                tb.losses.dpo(w, lose, strength)
+                if loss == "dpo"
+                else tb.losses.ipo(w, lose, strength)
+            )
+        ).sum()
         opt.zero_grad()
         value.backward()
         opt.step()

@@ -63,7 +63,9 @@ def main(argv=None) -> dict:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     axes[0].plot(gaps, label="pairs from μ (Lemma 3.1)")
     axes[0].plot(gaps_nu, label="pairs from ν ≠ μ")
-    axes[0].set(xlabel="gradient step on (10)", ylabel="(9) − (10)", title="a constant only if y₁, y₂ ∼ μ")
+    axes[0].set(
+        xlabel="gradient step on (10)", ylabel="(9) − (10)", title="a constant only if y₁, y₂ ∼ μ"
+    )
     axes[0].legend(fontsize=8)
     axes[1].semilogy([max(x, 1e-18) for x in grad_gaps], label="pairs from μ")
     axes[1].semilogy(grad_gaps_nu, label="pairs from ν ≠ μ")

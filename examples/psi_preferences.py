@@ -35,7 +35,10 @@ def bradley_terry_fit(pref, mu):
 def main(argv=None) -> dict:
     args = parse(__doc__.splitlines()[0], argv)
     pref = tb.from_upper_triangle(
-        torch.tensor([[0.5, 0.8, 0.25, 0.7], [0, 0.5, 0.8, 0.6], [0, 0, 0.5, 0.55], [0, 0, 0, 0.5]], dtype=torch.float64)
+        torch.tensor(
+            [[0.5, 0.8, 0.25, 0.7], [0, 0.5, 0.8, 0.6], [0, 0, 0.5, 0.55], [0, 0, 0, 0.5]],
+            dtype=torch.float64,
+        )
     )
     n = len(pref)
     mu = ref = torch.full((n,), 1.0 / n, dtype=torch.float64)
@@ -53,7 +56,10 @@ def main(argv=None) -> dict:
         print(f"{k}: {np.round(v, 4).tolist() if not isinstance(v, float) else round(v, 4)}")
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for ax, m, title in ((axes[0], pref, "P (intransitive)"), (axes[1], fitted, "best Bradley–Terry fit")):
+    for ax, m, title in (
+        (axes[0], pref, "P (intransitive)"),
+        (axes[1], fitted, "best Bradley–Terry fit"),
+    ):
         im = ax.imshow(m.numpy(), vmin=0, vmax=1, cmap="coolwarm")
         ax.set(title=title, xticks=range(n), yticks=range(n), xlabel="y'", ylabel="y")
         for i in range(n):

@@ -31,7 +31,9 @@ def main(argv=None) -> dict:
     reward[0] = 0.0
     beta = 0.5
     pairs = tm.population_trajectory_pairs(tree, reward)
-    log_pi = tm.fit_tree_policy(tree, pairs.chosen, pairs.rejected, "dpo", beta=beta, weights=pairs.weights)
+    log_pi = tm.fit_tree_policy(
+        tree, pairs.chosen, pairs.rejected, "dpo", beta=beta, weights=pairs.weights
+    )
     implicit = tm.implicit_rewards(tree, log_pi, beta)
     _, residual = tm.recover_potential(tree, reward, implicit)
 
@@ -47,7 +49,10 @@ def main(argv=None) -> dict:
         summary[name] = [round(v, 3) for v in values.tolist()]
     err_value = implicit[tree.token == ERR].mean().item()
     other_value = implicit[(tree.token != ERR) & (tree.token >= 0)].mean().item()
-    summary["mean implicit reward of 'err' vs other tokens"] = (round(err_value, 3), round(other_value, 3))
+    summary["mean implicit reward of 'err' vs other tokens"] = (
+        round(err_value, 3),
+        round(other_value, 3),
+    )
     summary["shaping residual (0 = exact credit assignment)"] = residual.abs().max().item()
     for k, v in summary.items():
         print(f"{k}: {v}")
