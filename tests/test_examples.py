@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-SCRIPTS = sorted(p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_"))
+SCRIPTS = sorted(
+    p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_") and p.stem != "gallery"
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
