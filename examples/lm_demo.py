@@ -18,25 +18,15 @@ from _common import parse, save
 
 
 def models(path):
-    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM
+
+    from proofs_check.lm_claims import tiny_model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if path:
         policy = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval().to(device)
         return policy, policy, f"{path}"
-    config = GPT2Config(
-        vocab_size=64,
-        n_positions=32,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=1,
-        eos_token_id=1,
-    )
-    torch.manual_seed(0)
-    policy = GPT2LMHeadModel(config).eval().double().to(device)
-    ref = GPT2LMHeadModel(config).eval().double().to(device)
-    return policy, ref, "tiny random GPT-2 (float64)"
+    return tiny_model(0).to(device), tiny_model(1).to(device), "tiny random GPT-2 (float64)"
 
 
 def main(argv=None) -> dict:
