@@ -32,7 +32,7 @@ from . import lm
 from .sequences import implicit_rewards, path_sum, prefix_sum, recover_potential, sequence_logratios
 from .solve import soft_solve
 from .train import sample_trajectory_pairs
-from .tree import TokenTree
+from .tree import TokenTree, segment_logsumexp
 
 Tensor = torch.Tensor
 
@@ -68,11 +68,11 @@ def eos_tree(
             frontier_ = [[*p, t] for p in frontier_ for t in others]
     tree = TokenTree.from_sequences(sequences, vocab_size=vocab_size, eos=eos)
     z = torch.randn(tree.n_nodes, generator=generator, dtype=torch.float64) / concentration
-    log_ref = torch.zeros_like(z)
-    internal = (~tree.terminal).nonzero().squeeze(-1)
-    for s in internal.tolist():  # construction only: a few hundred states at most
-        kids = (tree.parent == s).nonzero().squeeze(-1)
-        log_ref[kids] = torch.log_softmax(z[kids], 0)
+    # siblings are contiguous, one block per internal state in order: a segmented log-softmax
+    lse = torch.zeros_like(z)
+    lse[~tree.terminal] = segment_logsumexp(z[1:], tree.n_children[~tree.terminal])
+    log_ref = z - lse[tree.parent.clamp(min=0)]
+    log_ref[0] = 0.0
     return TokenTree(tree.parent, tree.token, log_ref, vocab_size=vocab_size, eos=eos)
 
 
