@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from toybandit import _validation as v
 from toybandit import losses
 
 from .tree import TokenTree, segment_logsumexp
@@ -229,7 +230,7 @@ def implicit_rewards(
     β log π(y|x)/π_ref(y|x), the quantity DPO compares (eq. (9)).
     """
     _same_vocabulary(model, ref_model)
-    beta = _positive(beta)
+    beta = v.positive(beta, "beta")
     lp = token_logprobs(model, input_ids, attention_mask)
     lp_ref = token_logprobs(ref_model, input_ids, attention_mask).to(lp.device)
     mask = _completion(completion_mask, lp)
@@ -247,7 +248,7 @@ class QView(NamedTuple):
 
 def q_values(model, input_ids, attention_mask, beta: float) -> QView:
     """Q and V of the model read as Q* = β · logits (eqs. (5)–(6)); see :class:`QView`."""
-    beta = _positive(beta)
+    beta = v.positive(beta, "beta")
     chosen, lse = _scores(model, input_ids, attention_mask)
     return QView(beta * chosen, beta * lse)
 
@@ -273,7 +274,7 @@ def implied_rewards(
         [B, L − 1], 0 outside the completion.
     """
     _same_vocabulary(model, ref_model)
-    beta = _positive(beta)
+    beta = v.positive(beta, "beta")
     view = q_values(model, input_ids, attention_mask, beta)
     lp_ref = token_logprobs(ref_model, input_ids, attention_mask).to(view.q.device)
     mask = _completion(completion_mask, view.q)
@@ -484,11 +485,7 @@ def expand_tree(
                 for start in range(0, frontier.shape[0], batch_size)
             ]
         )[:, allowed]  # [P, |tokens|]
-        if top_k is not None and int(top_k) < allowed.numel():
-            keep = torch.zeros_like(logp, dtype=torch.bool)
-            keep.scatter_(1, logp.topk(int(top_k), -1).indices, True)
-        else:
-            keep = torch.ones_like(logp, dtype=torch.bool)
+        keep = _top_k(logp, top_k)
         kept_lse = torch.logsumexp(logp.masked_fill(~keep, -math.inf), -1)
         cuts.append((-torch.expm1(kept_lse)).clamp(min=0.0))
         rows, cols = keep.nonzero(as_tuple=True)
@@ -619,10 +616,7 @@ def beam_search(
             [torch.cat([prompt, torch.tensor(p, dtype=torch.long)]) for p, _, _ in open_rows]
         )
         logp = _next_logprobs(model, ids).cpu().double()[:, allowed]
-        if top_k is not None and int(top_k) < allowed.numel():
-            keep = torch.zeros_like(logp, dtype=torch.bool)
-            keep.scatter_(1, logp.topk(int(top_k), -1).indices, True)
-            logp = logp.masked_fill(~keep, -math.inf)
+        logp = logp.masked_fill(~_top_k(logp, top_k), -math.inf)
         logp = logp - torch.logsumexp(logp, -1, keepdim=True)
         candidates = [(p, s, True) for p, s, done in beam if done]
         for (path, score, _), row in zip(open_rows, logp, strict=True):
@@ -657,10 +651,10 @@ def plot_credit(rows: Sequence[tuple[Sequence[str], Any]], *, titles=None, ax=No
     from matplotlib.colors import TwoSlopeNorm
 
     values = [torch.as_tensor(r, dtype=torch.float64).reshape(-1) for _, r in rows]
-    for (tokens, _), v in zip(rows, values, strict=True):
-        if len(tokens) != v.numel():
-            raise ValueError(f"{len(tokens)} tokens but {v.numel()} rewards in a row")
-    bound = max(1e-12, max(float(v.abs().max()) for v in values if v.numel()))
+    for (tokens, _), row_values in zip(rows, values, strict=True):
+        if len(tokens) != row_values.numel():
+            raise ValueError(f"{len(tokens)} tokens but {row_values.numel()} rewards in a row")
+    bound = max(1e-12, max(float(x.abs().max()) for x in values if x.numel()))
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound)
     cmap = plt.get_cmap("RdBu")
     if ax is None:
@@ -672,11 +666,11 @@ def plot_credit(rows: Sequence[tuple[Sequence[str], Any]], *, titles=None, ax=No
     width = max(len(tokens) for tokens, _ in rows)
     left = 0.2 if titles else 0.0
     slot = (1 - left) / max(width, 1)
-    for i, ((tokens, _), v) in enumerate(zip(rows, values, strict=True)):
+    for i, ((tokens, _), row_values) in enumerate(zip(rows, values, strict=True)):
         y = 1 - (i + 0.5) / len(rows)
         if titles:
             ax.text(0.0, y, titles[i], va="center", ha="left", fontsize=9, weight="bold")
-        for k, (token, value) in enumerate(zip(tokens, v.tolist(), strict=True)):
+        for k, (token, value) in enumerate(zip(tokens, row_values.tolist(), strict=True)):
             dark = abs(float(norm(value)) - 0.5) > 0.3  # white text on strong colours
             ax.text(
                 left + k * slot, y, token, va="center", ha="left", fontsize=9, family="monospace",
@@ -690,11 +684,12 @@ def plot_credit(rows: Sequence[tuple[Sequence[str], Any]], *, titles=None, ax=No
 # -- helpers ------------------------------------------------------------------------------------------
 
 
-def _positive(beta) -> float:
-    beta = float(beta)
-    if not (beta > 0 and math.isfinite(beta)):
-        raise ValueError(f"beta must be positive and finite, got {beta!r}")
-    return beta
+def _top_k(logp: Tensor, top_k: int | None) -> Tensor:
+    """bool mask [P, K] of the ``top_k`` largest entries of each row (all of them for None)."""
+    keep = torch.ones_like(logp, dtype=torch.bool)
+    if top_k is not None and int(top_k) < logp.shape[-1]:
+        keep = torch.zeros_like(keep).scatter_(1, logp.topk(int(top_k), -1).indices, True)
+    return keep
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
