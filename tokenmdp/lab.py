@@ -317,7 +317,7 @@ def score(model, tree: TokenTree, reward, beta: float, vocab: Vocabulary) -> Sco
         accuracy,
         credit if math.isfinite(credit) else float("nan"),
         float(scored.cut.max()),
-        float(tb.kl_divergence(path_sum(tree, tree.log_ref).exp(), law)),
+        float(tb.kl_divergence(_leaf_law(tree), law)),
     )
 
 

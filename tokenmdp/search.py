@@ -42,7 +42,7 @@ def best_sequence(tree: TokenTree, scores) -> Best:
         counts = tree.n_children[parents]
         best = torch.segment_reduce(scores[rows] + m[rows], "max", lengths=counts)
         m[parents] = torch.where(counts > 0, best, m[parents])
-    node, first = 0, tree.n_children.cumsum(0) - tree.n_children + 1
+    node, first = 0, tree.first_child
     while not tree.terminal[node]:
         children = slice(int(first[node]), int(first[node] + tree.n_children[node]))
         node = children.start + int((scores[children] + m[children]).argmax())
@@ -70,7 +70,7 @@ def beam_search(tree: TokenTree, scores, width: int) -> Best:
     scores = _scores(tree, scores)
     if isinstance(width, bool) or int(width) != width or int(width) < 1:
         raise ValueError(f"width must be a positive integer, got {width!r}")
-    first = tree.n_children.cumsum(0) - tree.n_children + 1
+    first = tree.first_child
     beam = torch.zeros(1, dtype=torch.long, device=scores.device)
     total = torch.zeros(1, dtype=scores.dtype, device=scores.device)
     while not tree.terminal[beam].all():

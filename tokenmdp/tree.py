@@ -144,13 +144,11 @@ class TokenTree:
         if min(lengths) == 0:
             raise ValueError(f"sequences: sequence {lengths.index(0)} is empty")
         width = max(lengths)
+        if any(t < 0 for s in sequences for t in s):
+            raise ValueError("sequences must hold tokens ≥ 0")
         padded = torch.full((len(sequences), width), -1, dtype=torch.long)
         for i, s in enumerate(sequences):
             padded[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-        if (padded[padded != -1] < 0).any() or (padded == -1).sum() != sum(
-            width - n for n in lengths
-        ):
-            raise ValueError("sequences must hold tokens ≥ 0")
         if weights is None:
             weights = torch.ones(len(sequences), dtype=torch.float64)
         weights = v.finite(weights, "weights")
@@ -210,6 +208,12 @@ class TokenTree:
     @property
     def device(self) -> torch.device:
         return self.log_ref.device
+
+    @property
+    def first_child(self) -> Tensor:
+        """Index of each node's first child (children are contiguous); for a leaf, where its
+        children would start. int64 [N]."""
+        return self.n_children.cumsum(0) - self.n_children + 1
 
     @property
     def leaves(self) -> Tensor:
