@@ -224,10 +224,13 @@ def _(w: TreeWorld) -> float:
     parent = w.tree.parent.clamp(min=0)
     worst = max(_maxabs(sol.q[1:], q[1:]), _maxabs(sol.v, v))
     worst = max(worst, _maxabs(sol.log_policy[1:], ((q - v[parent]) / w.beta)[1:]))  # (5)
-    # (6): V*(s) = β log Σ_a exp(Q*(s, a)/β), checked per state with torch.logsumexp
-    for s in (~w.tree.terminal).nonzero().squeeze(-1).tolist():
-        kids = (w.tree.parent == s).nonzero().squeeze(-1)
-        worst = max(worst, abs(w.beta * torch.logsumexp(q[kids] / w.beta, 0) - v[s]).item())
+    # (6): V*(s) = β log Σ_a exp(Q*(s, a)/β), a logsumexp over each state's children by scatter
+    child, x = parent[1:], q[1:] / w.beta
+    m = torch.zeros_like(v).scatter_reduce(0, child, x, "amax", include_self=False)
+    total = torch.zeros_like(v).index_add(0, child, (x - m[child]).exp())
+    internal = ~w.tree.terminal
+    six = w.beta * (m + total.log())
+    worst = max(worst, (six - v)[internal].abs().max().item())
     return worst + (v[w.tree.terminal].abs().max().item())
 
 
@@ -250,12 +253,16 @@ def _(w: TreeWorld) -> float:
 
 
 def _injectivity_gap(next_state, log_ref, q, beta, shift) -> float:
-    """|c| if Q and Q + c map to the same reward under eq. (7) solved for r, else 0."""
+    """|c| if Q and Q + c map to the same reward under eq. (7) solved for r, else 0.
+
+    Tables are [S, A]: ``next_state`` (−1: the action ends the episode), log π_ref and Q, with
+    Q = −inf for an action a state does not have; a state without actions is terminal (V = 0)."""
 
     def reward(q):
-        v = beta * torch.logsumexp(q / beta, -1)  # V(s) over the actions of s
+        has_actions = torch.isfinite(q).any(-1)
+        v = torch.where(has_actions, beta * torch.logsumexp(q / beta, -1), 0.0)
         v_next = torch.where(next_state >= 0, v[next_state.clamp(min=0)], 0.0)
-        return q - beta * log_ref - v_next
+        return torch.where(torch.isfinite(q), q - beta * log_ref - v_next, 0.0)
 
     same = (reward(q) - reward(q + shift)).abs().max().item() < 1e-12
     return abs(shift) if same else 0.0
@@ -280,25 +287,16 @@ def _cycle(g, device):
 )
 def _(w: TreeWorld) -> float:
     tree = w.tree.to("cpu")
-    kids = torch.full((tree.n_nodes, 4), -1, dtype=torch.long)
-    log_ref = torch.full((tree.n_nodes, 4), -math.inf, dtype=torch.float64)
-    q = torch.full((tree.n_nodes, 4), -math.inf, dtype=torch.float64)
     sol = tm.soft_solve(tree, w.reward.cpu(), w.beta)
-    for n in range(1, tree.n_nodes):
-        s, a = tree.parent[n].item(), tree.token[n].item()
-        kids[s, a] = n if not tree.terminal[n] else -1
-        log_ref[s, a], q[s, a] = tree.log_ref[n], sol.q[n]
-    internal = ~tree.terminal
-    shift = 1.0
-    rewards = []
-    for c in (0.0, shift):
-        qc = q + c
-        v = torch.where(internal, w.beta * torch.logsumexp(qc / w.beta, -1), 0.0)
-        v_next = torch.where(kids >= 0, v[kids.clamp(min=0)], 0.0)
-        r = torch.where(torch.isfinite(qc), qc - w.beta * log_ref - v_next, 0.0)
-        rewards.append(torch.nan_to_num(r, nan=0.0))
-    same = (rewards[0] - rewards[1])[internal].abs().max().item() < 1e-12
-    return shift if same else 0.0
+    state, action, node = tree.parent[1:], tree.token[1:], torch.arange(1, tree.n_nodes)
+    shape = (tree.n_nodes, int(tree.token.max()) + 1)
+    next_state = torch.full(shape, -1, dtype=torch.long)
+    next_state[state, action] = torch.where(tree.terminal[1:], -1, node)
+    log_ref = torch.full(shape, -math.inf, dtype=torch.float64)
+    log_ref[state, action] = tree.log_ref[1:]
+    q = torch.full(shape, -math.inf, dtype=torch.float64)
+    q[state, action] = sol.q[1:]
+    return _injectivity_gap(next_state, log_ref, q, w.beta, 1.0)
 
 
 @claim(
