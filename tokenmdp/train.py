@@ -15,7 +15,7 @@ from toybandit.data import PreferencePairs
 
 from .sequences import as_bandit, path_sum, token_policy
 from .solve import _edge_values
-from .tree import TokenTree
+from .tree import TokenTree, segment_logsumexp
 
 Tensor = torch.Tensor
 
@@ -160,15 +160,16 @@ def fit_tree_policy(
     parent = tree.parent.clamp(min=0)
     theta = torch.where(possible, log_ref, 0.0).clone().requires_grad_(True)
 
+    internal = (~tree.terminal).nonzero().squeeze(-1)
+    not_root = torch.arange(tree.n_nodes, device=device) > 0
+
     def log_policy(theta: Tensor) -> Tensor:
+        """log-softmax of the edge logits over each state's (contiguous) children."""
         logits = torch.where(possible, theta, -math.inf)
-        m = torch.zeros(tree.n_nodes, dtype=theta.dtype, device=device).scatter_reduce(
-            0, parent[1:], logits[1:].detach(), "amax", include_self=False
-        )
-        m = torch.where(torch.isfinite(m), m, 0.0)
-        s = torch.zeros_like(m).index_add(0, parent[1:], (logits[1:] - m[parent[1:]]).exp())
-        lp = logits - (m + s.clamp(min=1e-300).log())[parent]
-        return torch.where(torch.arange(tree.n_nodes, device=device) == 0, 0.0, lp)
+        lse = segment_logsumexp(logits[1:], tree.n_children[internal])
+        per_state = torch.zeros(tree.n_nodes, dtype=theta.dtype, device=device)
+        per_state = per_state.index_copy(0, internal, lse)
+        return torch.where(not_root, logits - per_state[parent], 0.0)
 
     def objective() -> Tensor:
         lp = log_policy(theta)
