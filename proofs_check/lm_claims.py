@@ -19,7 +19,7 @@ from tokenmdp import lm as tlm
 from .registry import REGISTRY, claim, register
 from .worlds import TreeWorld
 
-_STATE: dict[str, object] = {"model": None, "source": "tiny random GPT-2"}
+_STATE: dict[str, object] = {"model": None, "ref": None, "source": "tiny random GPT-2"}
 
 MIRRORED = (
     "rafailov2024.eq5-7.bellman",
@@ -50,15 +50,16 @@ def tiny_model(seed: int = 0):
 
 def set_model(path: str | None = None, device: str = "cpu") -> str:
     """Use the causal LM at a local ``path`` (or the tiny random one) for the ``.lm`` claims;
-    returns a description of it."""
+    returns a description of it. The reference model of the text claim is a second tiny model, or
+    the checkpoint itself."""
     if path is None:
-        model, source = tiny_model(), "tiny random GPT-2 (float64)"
+        model, ref, source = tiny_model(), tiny_model(seed=1), "tiny random GPT-2 (float64)"
     else:
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
-        source = f"{path} ({next(model.parameters()).dtype})"
-    _STATE["model"], _STATE["source"] = model.to(device), source
+        ref, source = model, f"{path} ({next(model.parameters()).dtype})"
+    _STATE.update(model=model.to(device), ref=ref.to(device), source=source)
     return source
 
 
@@ -138,7 +139,5 @@ def _(inst) -> float:
 
 
 def _reference():
-    if "ref" not in _STATE or _STATE.get("ref_of") is not _STATE["model"]:
-        ref = tiny_model(seed=1) if _STATE["source"].startswith("tiny") else _STATE["model"]
-        _STATE["ref"], _STATE["ref_of"] = ref.to(tlm._input_device(model())), _STATE["model"]
+    model()  # makes sure a model (and its reference) is set
     return _STATE["ref"]
