@@ -16,7 +16,7 @@ from .registry import Outcome, claim
 from .worlds import World, bt_world, random_policy, world
 
 SRC = "Nguyen 2025"
-HOLDS, ERRATUM, NEEDS = Outcome.HOLDS, Outcome.ERRATUM, Outcome.NEEDS_ASSUMPTION
+ERRATUM, NEEDS = Outcome.ERRATUM, Outcome.NEEDS_ASSUMPTION
 
 ROUND = "float64 sums of ≤ 36 terms of size ≤ 10²: rounding ≤ 1e-12 (3 orders of margin)"
 SCIPY = "scipy's optimiser stops at gradient 1e-10, leaving ~1e-6 in the maximiser"

@@ -16,7 +16,7 @@ from .registry import Outcome, claim
 from .worlds import TreeWorld, bt_world, deep_tree_world, sequence_sums, soft_values, tree_world
 
 SRC = "Rafailov et al. 2024"
-HOLDS, ERRATUM, NEEDS = Outcome.HOLDS, Outcome.ERRATUM, Outcome.NEEDS_ASSUMPTION
+ERRATUM, NEEDS = Outcome.ERRATUM, Outcome.NEEDS_ASSUMPTION
 
 PATH = (
     "sums of ≤ 4 edges of size ≤ 10², logsumexp over ≤ 256 sequences: rounding ≤ 1e-12; 1e-9 "
@@ -31,10 +31,6 @@ NEWTON = (
 
 def _impossible_world(g, device):
     return tree_world(g, device, impossible=True)
-
-
-def _reachable(w: TreeWorld):
-    return tm.reachable(w.tree)
 
 
 def _maxabs(a, b, mask=None) -> float:
@@ -485,7 +481,7 @@ def _(w: TreeWorld) -> float:
 def _(w: TreeWorld) -> float:
     sol = tm.soft_solve(w.tree, w.reward, w.beta)
     implicit = tm.implicit_rewards(w.tree, sol.log_policy, w.beta)
-    reach = _reachable(w)
+    reach = tm.reachable(w.tree)
     _, v = soft_values(w.tree, w.reward, w.beta)
     rhs = w.reward + v - v[w.tree.parent.clamp(min=0)]
     _, residual = tm.recover_potential(
@@ -556,13 +552,11 @@ def _(w: TreeWorld) -> float:
     expected=NEEDS,
 )
 def _(w: TreeWorld) -> float:
-    sol = tm.soft_solve(w.tree, w.reward, w.beta)
     worst = 0.0
     for depth in range(1, w.tree.max_depth):
         _, nodes, guided, _ = _frontier_objectives(w, depth)
         myopic = tm.best_prefix(w.tree, w.reward + w.beta * w.tree.log_ref, depth).node
         worst = max(worst, guided.max().item() - guided[nodes.tolist().index(myopic)].item())
-    del sol
     return worst
 
 
