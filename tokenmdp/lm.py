@@ -443,30 +443,18 @@ def expand_tree(
         the model's vocabulary.
     """
     n_vocab = vocab_size(model)
-    prompt = torch.as_tensor(prompt_ids, dtype=torch.long).reshape(-1)
     allowed = torch.as_tensor(tokens, dtype=torch.long).reshape(-1)
-    if prompt.numel() == 0:
-        raise ValueError("prompt_ids must hold at least one token")
     if allowed.numel() == 0 or allowed.unique().numel() != allowed.numel():
         raise ValueError("tokens must be a non-empty set of distinct vocabulary ids")
-    if (
-        (allowed < 0).any()
-        or (allowed >= n_vocab).any()
-        or (prompt < 0).any()
-        or (prompt >= n_vocab).any()
-    ):
-        raise ValueError(f"tokens and prompt_ids must lie in the model's vocabulary [0, {n_vocab})")
+    if (allowed < 0).any() or (allowed >= n_vocab).any():
+        raise ValueError(f"tokens must lie in the model's vocabulary [0, {n_vocab})")
     if eos is not None and int(eos) not in allowed.tolist():
         raise ValueError(f"eos {eos} must be one of the allowed tokens")
     if int(depth) < 1:
         raise ValueError(f"depth must be ≥ 1, got {depth}")
     if top_k is not None and not 1 <= int(top_k):
         raise ValueError(f"top_k must be ≥ 1, got {top_k}")
-    context = _context_length(model)
-    if context is not None and prompt.numel() + int(depth) > context:
-        raise ValueError(
-            f"prompt ({prompt.numel()}) + depth ({depth}) exceeds the model's context of {context}"
-        )
+    prompt = _prompt(model, prompt_ids, int(depth))
     allowed = allowed.sort().values
     dtype = _out_dtype(model)
     parents, toks, log_refs, cuts = (
@@ -526,7 +514,7 @@ def tree_policy(
         and ``cut`` the model's mass outside the children of each state.
     """
     n_vocab = vocab_size(model)
-    prompt = torch.as_tensor(prompt_ids, dtype=torch.long).reshape(-1)
+    prompt = _prompt(model, prompt_ids, tree.max_depth)
     mapping = (
         torch.arange(int(tree.token.max()) + 1)
         if token_ids is None
@@ -535,20 +523,8 @@ def tree_policy(
     if int(tree.token.max()) >= mapping.numel():
         raise ValueError(f"token_ids maps {mapping.numel()} tree tokens; the tree uses more")
     ids = torch.cat([torch.tensor([-1]), mapping[tree.token[1:].cpu()]])
-    if (
-        (ids[1:] < 0).any()
-        or (ids[1:] >= n_vocab).any()
-        or (prompt < 0).any()
-        or (prompt >= n_vocab).any()
-    ):
-        raise ValueError(
-            f"the tree's tokens and the prompt must map into the vocabulary [0, {n_vocab})"
-        )
-    context = _context_length(model)
-    if context is not None and prompt.numel() + tree.max_depth > context:
-        raise ValueError(
-            f"prompt ({prompt.numel()}) + depth ({tree.max_depth}) exceeds the model's context of {context}"
-        )
+    if (ids[1:] < 0).any() or (ids[1:] >= n_vocab).any():
+        raise ValueError(f"the tree's tokens must map into the vocabulary [0, {n_vocab})")
     internal = (~tree.terminal).nonzero().squeeze(-1).cpu()
     paths = tree.path_nodes(internal).cpu()
     dtype = _out_dtype(model)
@@ -605,7 +581,7 @@ def beam_search(
     """
     if int(width) < 1:
         raise ValueError(f"width must be ≥ 1, got {width}")
-    prompt = torch.as_tensor(prompt_ids, dtype=torch.long).reshape(-1)
+    prompt = _prompt(model, prompt_ids, int(depth))
     allowed = torch.as_tensor(tokens, dtype=torch.long).reshape(-1).sort().values
     beam: list[tuple[list[int], float, bool]] = [([], 0.0, False)]
     for d in range(int(depth)):
@@ -682,6 +658,23 @@ def plot_credit(rows: Sequence[tuple[Sequence[str], Any]], *, titles=None, ax=No
 
 
 # -- helpers ------------------------------------------------------------------------------------------
+
+
+def _prompt(model, prompt_ids, depth: int) -> Tensor:
+    """The prompt as 1-D ids, checked: non-empty, in the vocabulary, and room for ``depth`` more
+    tokens in the model's context."""
+    n_vocab = vocab_size(model)
+    prompt = torch.as_tensor(prompt_ids, dtype=torch.long).reshape(-1)
+    if prompt.numel() == 0:
+        raise ValueError("prompt_ids must hold at least one token")
+    if (prompt < 0).any() or (prompt >= n_vocab).any():
+        raise ValueError(f"prompt_ids must lie in the model's vocabulary [0, {n_vocab})")
+    context = _context_length(model)
+    if context is not None and prompt.numel() + depth > context:
+        raise ValueError(
+            f"prompt ({prompt.numel()}) + depth ({depth}) exceeds the model's context of {context}"
+        )
+    return prompt
 
 
 def _top_k(logp: Tensor, top_k: int | None) -> Tensor:
