@@ -164,8 +164,6 @@ def _scores(model, input_ids, attention_mask):
 def _logsumexp_(logits: Tensor) -> Tensor:
     """logsumexp over the last dim, overwriting ``logits`` (a chunk this module owns) instead of
     allocating an exp() copy of it. Needs a finite maximum per row (logits are finite)."""
-    if not logits.is_contiguous():
-        return torch.logsumexp(logits, -1)
     m = logits.amax(-1, keepdim=True)
     return logits.sub_(m).exp_().sum(-1).log_().add_(m.squeeze(-1))
 
