@@ -196,7 +196,8 @@ def recover_potential(tree: TokenTree, reward, shaped, *, edges=None) -> tuple[T
     it is not 0 the two rewards are not equivalent on that part of the tree.
 
     Args:
-        reward, shaped: per-edge rewards [..., N].
+        reward: per-edge rewards r [..., N].
+        shaped: per-edge rewards r' [..., N].
         edges: bool [N], the edges that must be explained: a subtree hanging from the root (each
             edge's parent edge is in it, each of its non-terminal nodes keeps a child edge in it).
             By default the edges reachable under π_ref (rewards behind an edge with π_ref = 0

@@ -48,7 +48,8 @@ def trees(
     Args:
         kind: "full" (every token expanded), "pruned" (each token kept with probability in
             [0.3, 0.9], at least one per state) or "any".
-        max_vocab, max_depth: size bounds (vocabulary ≥ 2, depth ≥ 1).
+        max_vocab: bound on the vocabulary size (vocabulary ≥ 2).
+        max_depth: bound on the depth (depth ≥ 1).
         impossible: allow edges with π_ref = 0.
         eos: force an EOS token (True), forbid it (False), or either (None).
         concentration: range of π_ref's concentration (see :func:`tokenmdp.random_tree`); the

@@ -98,7 +98,8 @@ def fit_tree_policy(
       order: directions whose pairs carry weight ~1e-12 are left where they started.
 
     Args:
-        chosen, rejected: leaf positions (indices into ``tree.leaves``), int tensors of shape [P].
+        chosen: leaf positions (indices into ``tree.leaves``) of the chosen sequences, int [P].
+        rejected: leaf positions of the rejected sequences, int [P].
         loss: "dpo" or "ipo".
         beta: β > 0 for DPO; tau: τ > 0 for IPO.
         weights: non-negative weight per pair (e.g. population weights); 1 each by default.

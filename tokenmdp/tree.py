@@ -132,7 +132,8 @@ class TokenTree:
         Args:
             sequences: non-empty token sequences (lists of ints ≥ 0).
             weights: positive weight per sequence; 1 each by default.
-            vocab_size, eos: recorded on the tree and checked against the tokens.
+            vocab_size: recorded on the tree and checked against the tokens.
+            eos: recorded on the tree and checked against the tokens.
 
         >>> tree = TokenTree.from_sequences([[1, 0], [1, 2, 0], [2, 0]], eos=0)
         >>> tree.token.tolist(), tree.log_ref.exp().tolist()
@@ -285,7 +286,9 @@ def random_tree(
     produces; with ``impossible > 0`` that fraction of the other kept edges gets π_ref = 0.
 
     Args:
-        vocab_size, depth, eos: as in :meth:`TokenTree.full`.
+        vocab_size: as in :meth:`TokenTree.full`.
+        depth: as in :meth:`TokenTree.full`.
+        eos: as in :meth:`TokenTree.full`.
         generator: a seeded ``torch.Generator``.
         concentration: > 0.
         keep: probability that a token is expanded, in (0, 1].

@@ -94,7 +94,8 @@ def fit_policy(
     simplex whatever β — the overfitting of Azar et al. 2023, sec. 4.2.
 
     Args:
-        chosen, rejected: response indices of each pair, int [n].
+        chosen: response index of the chosen response of each pair, int [n].
+        rejected: response index of the rejected response of each pair, int [n].
         ref: π_ref, [Y] (one prompt) or [X, Y]; its dtype is the working precision (use float64).
         loss: ``"dpo"`` or ``"ipo"``.
         beta: DPO's β (with ``loss="dpo"``). tau: IPO's τ (with ``loss="ipo"``).

@@ -60,7 +60,8 @@ def dpo(chosen_logratios, rejected_logratios, beta, label_smoothing: float = 0.0
     probability ε). ε = 0 is TRL's ``loss_type="sigmoid"``.
 
     Args:
-        chosen_logratios, rejected_logratios: q(y_w), q(y_l), same shape.
+        chosen_logratios: q(y_w).
+        rejected_logratios: q(y_l), same shape as ``chosen_logratios``.
         beta: β > 0.
         label_smoothing: ε ∈ [0, 1].
 
