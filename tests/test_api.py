@@ -1,4 +1,5 @@
-"""The public surface: every exported name exists, is documented, and the DESIGN.md API is there."""
+"""The public surface: every exported name exists, is documented, and the API contract of
+docs/conventions.md is there."""
 
 import importlib
 import inspect

@@ -1,7 +1,7 @@
 """tokenmdp: the tree-structured token MDP of Rafailov et al. 2024, solved exactly.
 
 A :class:`TokenTree` holds the states of the MDP (breadth-first, per-edge values at the child
-node, see ``DESIGN.md``); :func:`soft_solve` gives Q*, V*, π* by backward induction and
+node, see ``docs/conventions.md``); :func:`soft_solve` gives Q*, V*, π* by backward induction and
 :func:`reward_from_q` inverts it (Lemma 1). Sequence-level views, shaping, search and token-level
 DPO/IPO training build on those two.
 """

@@ -98,7 +98,7 @@ def token_policy(tree: TokenTree, leaf_log_prob) -> Tensor:
 def sequence_logratios(tree: TokenTree, log_policy) -> Tensor:
     """log π(y)/π_ref(y) = Σ_t log π(a_t|s_t)/π_ref(a_t|s_t) per complete sequence, shape [..., L].
 
-    The q of ``DESIGN.md`` at the sequence level; the quantity token-level DPO/IPO compare
+    The q of ``docs/conventions.md`` at the sequence level; the quantity token-level DPO/IPO compare
     (Rafailov et al. 2024, eqs. (8)–(9)). Edges impossible under both π and π_ref add 0.
     """
     return path_sum(tree, _edge_logratio(tree, log_policy))

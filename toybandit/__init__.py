@@ -1,7 +1,7 @@
 """toybandit: the one-step (contextual bandit) alignment world, solved exactly.
 
 Responses live on the last tensor dim, prompts on any leading dims; float64 by default. See
-``DESIGN.md`` for the notation (β, τ, μ, P, q) shared by the whole project.
+``docs/conventions.md`` for the notation (β, τ, μ, P, q) shared by the whole project.
 """
 
 from . import losses

@@ -1,0 +1,181 @@
+"""The documentation site builds with every warning an error, its API reference covers every
+exported name, and nothing in the repository points outside the repository."""
+
+from __future__ import annotations
+
+import html
+import importlib
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+API_PAGES = {  # module -> its page in the built site
+    "toybandit": "api/toybandit",
+    "toybandit.losses": "api/toybandit",
+    "tokenmdp": "api/tokenmdp",
+    "tokenmdp.lm": "api/tokenmdp-lm",
+    "proofs_check": "api/proofs_check",
+}
+
+# Pointers to what a clone of the repository does not have: the planning folder that sits beside
+# it. Written so that this file does not match them itself.
+OUTSIDE = (
+    re.compile(r"\.\./+shared"),
+    re.compile("DESIGN" + r"\.md"),
+    re.compile(r"shared\s+folder", re.I),
+)
+MD_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _mkdocs(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    if importlib.util.find_spec("mkdocs") is None:
+        if os.environ.get("CI"):
+            pytest.fail("the docs extra is not installed: pip install -e '.[docs]'")
+        pytest.skip("needs the docs extra: pip install -e '.[docs]'")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", *args],
+        cwd=ROOT,  # snippets resolve README.md from here
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    result = _mkdocs("--site-dir", str(out))
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stderr}"
+    return out
+
+
+def _text(page: Path) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+
+
+def _exported(module_name: str) -> list[str]:
+    module = importlib.import_module(module_name)
+    names = getattr(module, "__all__", None)
+    if names is None:  # a module without __all__: what it defines itself
+        names = [
+            n
+            for n, obj in vars(module).items()
+            if not n.startswith("_") and getattr(obj, "__module__", None) == module_name
+        ]
+    return list(names)
+
+
+def test_site_builds_strictly(site):
+    for page in ("index.html", "getting-started", "conventions", "claims", "gallery", "lab",
+                 "performance", *API_PAGES.values()):  # fmt: skip
+        assert (site / page).exists(), f"the site lacks {page}"
+
+
+@pytest.mark.parametrize("module_name", list(API_PAGES))
+def test_api_reference_covers_every_export(site, module_name):
+    if module_name == "tokenmdp.lm" and importlib.util.find_spec("transformers") is None:
+        pytest.skip("tokenmdp.lm needs the lm extra")
+    page = (site / API_PAGES[module_name] / "index.html").read_text(encoding="utf-8")
+    missing = [n for n in _exported(module_name) if f'id="{module_name}.{n}"' not in page]
+    assert not missing, f"{API_PAGES[module_name]} does not document {missing}"
+
+
+def test_pages_are_rendered_not_quoted(site):
+    """Snippets were included and reST roles (:func:`x`) rendered, not printed verbatim."""
+    for page in site.rglob("*.html"):
+        text = _text(page)
+        assert "--8<--" not in text, f"{page.relative_to(site)}: a snippet was not included"
+        role = re.search(r":(func|meth|class|mod|data|attr):`?\w", text)
+        assert role is None, f"{page.relative_to(site)}: reST role left in the text: {role[0]}"
+    catalogue = _text(site / "claims" / "index.html")
+    assert "rafailov2024.eq13.printed" in catalogue, "the coverage table is missing from the page"
+
+
+def test_a_broken_link_fails_the_build(tmp_path):
+    """The negative twin of the strict build: one dangling link in a copy of the pages aborts it."""
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    with (tmp_path / "docs" / "index.md").open("a", encoding="utf-8") as f:
+        f.write("\n[a page that is not there](no-such-page.md)\n")
+    config = tmp_path / "mkdocs.yml"
+    config.write_text(f"INHERIT: {ROOT / 'mkdocs.yml'}\ndocs_dir: {tmp_path / 'docs'}\n")
+    result = _mkdocs("--config-file", str(config), "--site-dir", str(tmp_path / "site"))
+    assert result.returncode != 0
+    assert "no-such-page.md" in result.stderr
+
+
+def _repo_files() -> list[Path]:
+    """The files of the repository: git's list (tracked and new, not ignored) where there is one."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        paths = [ROOT / p for p in listed.split("\0") if p]
+    except (OSError, subprocess.CalledProcessError):  # an unpacked archive
+        skip = {".git", "site", "build", "dist", "lab_runs", "__pycache__"}
+        paths = [
+            p
+            for p in ROOT.rglob("*")
+            if not any(part in skip or part.startswith(".venv") for part in p.parts)
+        ]
+    return [p for p in paths if p.is_file()]
+
+
+def _read_text(path: Path) -> str | None:
+    data = path.read_bytes()
+    return None if b"\0" in data else data.decode("utf-8", errors="replace")
+
+
+def outside_references(text: str) -> list[str]:
+    """Every pointer in ``text`` to the folder outside the repository."""
+    return [m[0] for pattern in OUTSIDE for m in pattern.finditer(text)]
+
+
+def dangling_links(path: Path, text: str, root: Path = ROOT) -> list[str]:
+    """Relative Markdown links of ``path`` that leave ``root`` or name no file in it."""
+    bad = []
+    for target in MD_LINK.findall(text):
+        if re.match(r"[a-z][a-z0-9+.-]*:|#", target, re.I):  # a URL or an anchor
+            continue
+        resolved = (path.parent / target.split("#")[0]).resolve()
+        if not resolved.is_relative_to(root) or not resolved.exists():
+            bad.append(target)
+    return bad
+
+
+def test_the_reference_checks_have_teeth(tmp_path):
+    up, design = "../" + "shared", "DESIGN" + ".md"  # split, or this file would match itself
+    assert outside_references(f"the seeds are in {up}/seeds/") == [up]
+    assert outside_references(f"see {design} of the project's shared\nfolder") == [
+        design,
+        "shared\nfolder",
+    ]
+    assert outside_references("see docs/conventions.md; the shared helper") == []
+    page = tmp_path / "page.md"
+    (tmp_path / "there.md").touch()
+    text = "[in](there.md) [out](../../elsewhere.md) [gone](gone.md) [web](https://x.org) [a](#b)"
+    assert dangling_links(page, text, root=tmp_path) == ["../../elsewhere.md", "gone.md"]
+
+
+def test_nothing_points_outside_the_repository():
+    found = []
+    for path in _repo_files():
+        text = _read_text(path)
+        if text is None:
+            continue
+        found += [f"{path.relative_to(ROOT)}: {hit!r}" for hit in outside_references(text)]
+        if path.suffix == ".md" and ROOT / "docs" not in path.parents:  # mkdocs checks docs/
+            found += [f"{path.relative_to(ROOT)}: link {t}" for t in dangling_links(path, text)]
+    assert not found, "references outside the repository:\n" + "\n".join(found)
