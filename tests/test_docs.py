@@ -101,6 +101,20 @@ def test_pages_are_rendered_not_quoted(site):
     assert "rafailov2024.eq13.printed" in catalogue, "the coverage table is missing from the page"
 
 
+def _python_blocks(page: Path) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```$", page.read_text(encoding="utf-8"), re.M | re.S)
+
+
+def test_getting_started_code_runs():
+    """Every Python block of the getting-started page runs as printed."""
+    blocks = _python_blocks(ROOT / "docs" / "getting-started.md")
+    assert len(blocks) >= 4, "the getting-started page lost its code"
+    for code in blocks:
+        if "transformers" in code and importlib.util.find_spec("transformers") is None:
+            continue  # the lm extra
+        exec(compile(code, "docs/getting-started.md", "exec"), {})
+
+
 def test_a_broken_link_fails_the_build(tmp_path):
     """The negative twin of the strict build: one dangling link in a copy of the pages aborts it."""
     shutil.copytree(ROOT / "docs", tmp_path / "docs")
