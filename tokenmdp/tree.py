@@ -290,7 +290,7 @@ def random_tree(
         depth: as in :meth:`TokenTree.full`.
         eos: as in :meth:`TokenTree.full`.
         generator: a seeded ``torch.Generator``.
-        concentration: > 0.
+        concentration: must be > 0.
         keep: probability that a token is expanded, in (0, 1].
         impossible: probability that an expanded edge is impossible (log π_ref = −inf), in [0, 1).
     """
