@@ -91,8 +91,10 @@ def test_api_reference_covers_every_export(site, module_name):
 
 
 def test_pages_are_rendered_not_quoted(site):
-    """Snippets were included and reST roles (:func:`x`) rendered, not printed verbatim."""
+    """Snippets were included, reST roles (:func:`x`) became links and doctests code blocks."""
     for page in site.rglob("*.html"):
+        if "<blockquote>" in page.read_text(encoding="utf-8"):  # `>>> x` read as a quote
+            pytest.fail(f"{page.relative_to(site)}: a doctest rendered as a block quote")
         text = _text(page)
         assert "--8<--" not in text, f"{page.relative_to(site)}: a snippet was not included"
         role = re.search(r":(func|meth|class|mod|data|attr):`?\w", text)
