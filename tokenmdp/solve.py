@@ -10,7 +10,7 @@ import torch
 from toybandit import _validation as v
 from toybandit.optimal import _prompt_param
 
-from .tree import TokenTree
+from .tree import SOLVE_BYTES_PER_NODE, TokenTree, check_size
 
 Tensor = torch.Tensor
 
@@ -58,6 +58,8 @@ def soft_solve(tree: TokenTree, reward, beta) -> Solution:
     >>> sol.log_policy.exp(), sol.v[0].exp()               # π* ∝ (1, 3); Z = ½ + 3/2 = 2
     (tensor([1.0000, 0.2500, 0.7500], dtype=torch.float64), tensor(2.0000, dtype=torch.float64))
     """
+    reward = _as_values(tree, reward, "reward")
+    _check_solve_size(tree, reward, "soft_solve")
     reward = _edge_values(tree, reward, "reward")
     reward = reward.to(torch.promote_types(reward.dtype, tree.log_ref.dtype))
     beta = _beta(beta, reward)
@@ -106,6 +108,7 @@ def reward_from_q(tree: TokenTree, q, beta) -> Tensor:
             edge with π_ref = 0; β ≤ 0; wrong last dim.
     """
     q = _as_values(tree, q, "q")
+    _check_solve_size(tree, q, "reward_from_q")
     q = q.to(torch.promote_types(q.dtype, tree.log_ref.dtype))
     beta = _beta(beta, q)
     log_ref = tree.log_ref.to(q.dtype)
@@ -180,6 +183,15 @@ def _scratch(tree: TokenTree, like: Tensor) -> Tensor:
 
 
 # -- input checks -----------------------------------------------------------------------------
+
+
+def _check_solve_size(tree: TokenTree, x: Tensor, what: str) -> None:
+    check_size(
+        x.numel(),
+        SOLVE_BYTES_PER_NODE,
+        f"{what} on {tree.n_nodes:,} nodes × {x.numel() // tree.n_nodes:,} reward function(s)",
+        x.device,
+    )
 
 
 def _as_values(tree: TokenTree, x, name: str) -> Tensor:

@@ -24,7 +24,9 @@ def pair_counts(data, x, y):
     counts = torch.zeros(x, y, y, dtype=F64)
     idx = (data.prompts if data.prompts is not None else torch.zeros_like(data.chosen),)
     counts.index_put_(
-        (*idx, data.chosen, data.rejected), torch.ones(data.chosen.numel(), dtype=F64), accumulate=True
+        (*idx, data.chosen, data.rejected),
+        torch.ones(data.chosen.numel(), dtype=F64),
+        accumulate=True,
     )
     return counts
 
