@@ -393,6 +393,24 @@ ROWS = [
         [[1], [1, 0]],
         "proper prefix",
     ),
+    (
+        "from_sequences",
+        lambda x: tm.TokenTree.from_sequences(x, eos=0),
+        [[1.5, 0]],
+        "integer tokens",
+    ),  # was silent
+    (
+        "from_sequences",
+        lambda x: tm.TokenTree.from_sequences([[1, 0]], eos=0, vocab_size=x),
+        2.5,
+        "vocab_size must be an integer",
+    ),  # was silent
+    (
+        "check_preference",
+        lambda x: tb.check_preference(PREF, atol=x),
+        "1e-3",
+        "atol must be a number",
+    ),
     # --- tokenmdp.solve
     (
         "soft_solve",

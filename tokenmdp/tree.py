@@ -65,6 +65,10 @@ class TokenTree:
         parent = torch.as_tensor(parent)
         token = torch.as_tensor(token)
         log_ref = v.as_tensor(log_ref, "log_ref")
+        if vocab_size is not None:
+            vocab_size = v.integer(vocab_size, "vocab_size", minimum=1)
+        if eos is not None:
+            eos = v.integer(eos, "eos", minimum=0)
         if validate:
             _check_structure(parent, token, log_ref, vocab_size, eos)
         self.parent = parent.long()
@@ -150,6 +154,13 @@ class TokenTree:
         if min(lengths) == 0:
             raise ValueError(f"sequences: sequence {lengths.index(0)} is empty")
         width = max(lengths)
+        for i, s in enumerate(sequences):
+            t = s if isinstance(s, torch.Tensor) else torch.as_tensor(s)
+            if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.dim() != 1:
+                raise ValueError(
+                    f"sequences: sequence {i} must be a 1-D list of integer tokens, got "
+                    f"{t.dtype} {tuple(t.shape)} (a float token is never truncated)"
+                )
         if any(t < 0 for s in sequences for t in s):
             raise ValueError("sequences must hold tokens ≥ 0")
         padded = torch.full((len(sequences), width), -1, dtype=torch.long)

@@ -44,7 +44,7 @@ def check_preference(pref, *, atol: float | None = None) -> Tensor:
     pref = v.as_tensor(pref, "pref")
     if pref.dim() < 2 or pref.shape[-1] != pref.shape[-2] or pref.shape[-1] == 0:
         raise ValueError(f"pref must have shape [..., Y, Y] with Y ≥ 1, got {tuple(pref.shape)}")
-    tol = v.pref_tol(pref.dtype) if atol is None else atol
+    tol = v.pref_tol(pref.dtype) if atol is None else v.in_range(atol, "atol", 0.0, 1.0)
 
     def fail(cond: str, text: str, mask: Tensor):
         idx = tuple(int(i) for i in mask.nonzero()[0])
