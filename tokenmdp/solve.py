@@ -143,9 +143,10 @@ def reward_from_q(tree: TokenTree, q, beta) -> Tensor:
 # -- thread choice ------------------------------------------------------------------------------
 
 # Below this many node values (nodes × batch) a CPU solve runs on one intra-op thread: each level
-# is a handful of small ops, and on a busy machine parallel regions cost more than they save
-# (on 2 cores under load, 1.1e6 nodes: 5.8× slower with 2 threads; see benchmarks/tree_solve.py,
-# whose rows re-measure this choice).
+# is a handful of small ops, and on a busy machine parallel regions cost more than they save.
+# Measured on 2 shared cores under load (benchmarks/tree_solve.py re-measures it): 2 threads took
+# 0.76–1.1× the one-thread time from 1e4 to 1.1e5 nodes, but 1.7× at 1.6e5, 2.9× at 2.7e5 and
+# 9.8× at 8.7e5; above the threshold the caller's setting stands (an idle machine gains there).
 SINGLE_THREAD_BELOW = 2**18
 
 
