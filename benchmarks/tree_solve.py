@@ -13,18 +13,27 @@ how far from the bandwidth floor). Peak memory of one solve beyond its inputs is
 node-sized float64 arrays (the three outputs are three of them). With --cuda the solve also runs on
 the GPU.
 
-Usage: python benchmarks/tree_solve.py [--max-depth 7] [--cuda]
+Thread choice (--threads): soft_solve with the solver's own choice (one intra-op thread below
+tokenmdp.solve.SINGLE_THREAD_BELOW node values) against torch's default thread count, on full trees
+of 1e2 … 1e6 nodes, idle and with a background load (one busy process per core, started by the
+benchmark); ratio = default / chosen, measured in the same process.
+
+Usage: python benchmarks/tree_solve.py [--max-depth 7] [--cuda] [--threads]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import multiprocessing
+import os
 import re
 import time
 
 import torch
 
+import tokenmdp.solve
 from tokenmdp import TokenTree, random_tree, soft_solve
 
 VOCAB = 10
@@ -66,11 +75,12 @@ def naive_solve(parent: list[int], log_ref: list[float], reward: list[float], be
 def tabular_mdp(tree: TokenTree, reward: torch.Tensor):
     """next[s, a] (−1 where a is not expanded), r[s, a], log π_ref[s, a] as dense [S, V] tables."""
     s, a = tree.parent[1:], tree.token[1:]
-    nxt = torch.full((tree.n_nodes, VOCAB), -1, dtype=torch.long)
+    vocab = tree.vocab_size
+    nxt = torch.full((tree.n_nodes, vocab), -1, dtype=torch.long)
     nxt[s, a] = torch.arange(1, tree.n_nodes)
-    r = torch.zeros(tree.n_nodes, VOCAB, dtype=torch.float64)
+    r = torch.zeros(tree.n_nodes, vocab, dtype=torch.float64)
     r[s, a] = reward[1:]
-    lr = torch.full((tree.n_nodes, VOCAB), -math.inf, dtype=torch.float64)
+    lr = torch.full((tree.n_nodes, vocab), -math.inf, dtype=torch.float64)
     lr[s, a] = tree.log_ref[1:]
     return nxt, r, lr
 
@@ -116,38 +126,98 @@ def peak_arrays(tree: TokenTree, reward: torch.Tensor) -> float | None:
     return peak / (8 * tree.n_nodes)
 
 
-def _tree(depth: int, eos) -> TokenTree:
+def _tree(vocab: int, depth: int, eos) -> TokenTree:
     """Full trees; "pruned": EOS = 0, each token kept with probability 0.7, random π_ref (unequal
     sibling counts: the solver's general segmented path)."""
     if eos == "pruned":
         generator = torch.Generator().manual_seed(0)
-        return random_tree(VOCAB, depth, 0, generator=generator, keep=0.7)
-    return TokenTree.full(VOCAB, depth, eos)
+        return random_tree(vocab, depth, 0, generator=generator, keep=0.7)
+    return TokenTree.full(vocab, depth, eos)
 
 
-def _name(depth: int, eos) -> str:
-    return f"V={VOCAB} D={depth}" + {None: "", 0: " EOS", "pruned": " pruned"}[eos]
+def _name(vocab: int, depth: int, eos) -> str:
+    return f"V={vocab} D={depth}" + {None: "", 0: " EOS", "pruned": " pruned"}[eos]
 
 
 def _ratio(x: float) -> str:
     return f"{x:.1f}" if x < 10 else f"{x:.0f}"
 
 
+def _spin(stop) -> None:
+    while not stop.is_set():
+        sum(range(10_000))
+
+
+@contextlib.contextmanager
+def background_load(n_procs: int):
+    """One busy-looping process per core: the machine other engineers and CI runners share."""
+    stop = multiprocessing.Event()
+    procs = [
+        multiprocessing.Process(target=_spin, args=(stop,), daemon=True) for _ in range(n_procs)
+    ]
+    for p in procs:
+        p.start()
+    time.sleep(0.5)
+    try:
+        yield
+    finally:
+        stop.set()
+        for p in procs:
+            p.join()
+
+
+def thread_rows() -> None:
+    default = torch.get_num_threads()
+    threshold = tokenmdp.solve.SINGLE_THREAD_BELOW
+    print(
+        f"Thread choice: torch default {default} threads; the solver uses 1 below {threshold:,} "
+        f"node values ({os.cpu_count()} cores)"
+    )
+    print(
+        f"{'load':>6} {'tree':>10} {'nodes':>10} {'default ms':>11} {'chosen ms':>10} {'ratio':>6}"
+    )
+    for load in ("idle", "busy"):
+        ctx = background_load(os.cpu_count() or 1) if load == "busy" else contextlib.nullcontext()
+        with ctx:
+            for depth in (2, 3, 4, 5, 6):
+                tree = TokenTree.full(VOCAB, depth, None)
+                reward = torch.randn(tree.n_nodes, dtype=torch.float64)
+                repeat = max(5, min(200, int(3e6 / tree.n_nodes)))
+                tokenmdp.solve.SINGLE_THREAD_BELOW = 0  # torch's default threads throughout
+                t_default = timed(lambda t=tree, r=reward: soft_solve(t, r, 1.0), repeat)
+                tokenmdp.solve.SINGLE_THREAD_BELOW = threshold
+                t_chosen = timed(lambda t=tree, r=reward: soft_solve(t, r, 1.0), repeat)
+                print(
+                    f"{load:>6} {_name(VOCAB, depth, None):>10} {tree.n_nodes:>10,} {t_default * 1e3:>11.3f} "
+                    f"{t_chosen * 1e3:>10.3f} {t_default / t_chosen:>6.1f}",
+                    flush=True,
+                )
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-depth", type=int, default=7)
     parser.add_argument("--cuda", action="store_true")
+    parser.add_argument("--threads", action="store_true", help="only the thread-choice rows")
     args = parser.parse_args()
+    thread_rows()
+    if args.threads:
+        return
     torch.set_num_threads(1)
     beta = 1.0
-    cases = [(d, None) for d in range(2, args.max_depth + 1)]
-    cases += [(args.max_depth, 0), (args.max_depth + 1, "pruned")]
+    cases = [(VOCAB, d, None) for d in range(2, args.max_depth + 1)]
+    # Every shape near and above 1e7 nodes at the default depth: V=10 full D=7 (1.1e7); EOS trees
+    # (V − 1 children per non-EOS node) V=8 D=8 (7.7e6) and V=16 D=6 (1.3e7); pruned (keep 0.7,
+    # unequal sibling counts) V=10 D=8 (5.8e6) and V=22 D=6 (1.2e7).
+    d = args.max_depth
+    cases += [(8, d + 1, 0), (16, d - 1, 0), (VOCAB, d + 1, "pruned"), (22, d - 1, "pruned")]
     print(
         f"{'tree':>16} {'nodes':>10} {'solve ms':>9} {'nodes/s':>9} {'naive×':>8} "
         f"{'VI×':>7} {'floor ms':>9} {'solve/floor':>11} {'peak':>6}"
     )
-    for depth, eos in cases:
-        tree = _tree(depth, eos)
+    for vocab, depth, eos in cases:
+        tree = _tree(vocab, depth, eos)
         n = tree.n_nodes
         reward = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         t_solve = timed(lambda tree=tree, reward=reward: soft_solve(tree, reward, beta))
@@ -167,13 +237,13 @@ def main() -> None:
         arrays = peak_arrays(tree, reward) if n >= 5_000_000 else None  # above malloc's cache
         peak = "—" if arrays is None else f"{arrays:.1f}"
         print(
-            f"{_name(depth, eos):>16} {n:>10,} {t_solve * 1e3:>9.2f} {n / t_solve:>9.2e} {naive:>8} {vi:>7} "
-            f"{t_floor * 1e3:>9.2f} {t_solve / t_floor:>11.1f} {peak:>6}"
+            f"{_name(vocab, depth, eos):>16} {n:>10,} {t_solve * 1e3:>9.2f} {n / t_solve:>9.2e} "
+            f"{naive:>8} {vi:>7} {t_floor * 1e3:>9.2f} {t_solve / t_floor:>11.1f} {peak:>6}"
         )
     if args.cuda and torch.cuda.is_available():
         print("\nCUDA:", torch.cuda.get_device_name())
-        for depth, eos in cases:
-            tree = _tree(depth, eos).to("cuda")
+        for vocab, depth, eos in cases:
+            tree = _tree(vocab, depth, eos).to("cuda")
             reward = torch.randn(tree.n_nodes, dtype=torch.float64, device="cuda")
             sync = torch.cuda.synchronize
             t = timed(lambda tree=tree, reward=reward: soft_solve(tree, reward, beta), sync=sync)
@@ -181,8 +251,8 @@ def main() -> None:
                 lambda r=reward, tr=tree: floor_pass(r, tr.log_ref, tr.parent), sync=sync
             )
             print(
-                f"{_name(depth, eos):>16} {tree.n_nodes:>10,} {t * 1e3:>9.2f} ms {tree.n_nodes / t:>9.2e} "
-                f"nodes/s, solve/floor {t / t_floor:.1f}"
+                f"{_name(vocab, depth, eos):>16} {tree.n_nodes:>10,} {t * 1e3:>9.2f} ms "
+                f"{tree.n_nodes / t:>9.2e} nodes/s, solve/floor {t / t_floor:.1f}"
             )
 
 

@@ -9,6 +9,8 @@ population losses from π_ref. Dashed lines: the closed-form IPO optima (Ψ = id
 
 from __future__ import annotations
 
+import time
+
 import matplotlib.pyplot as plt
 import torch
 
@@ -50,6 +52,7 @@ def main(argv=None) -> dict:
     strengths = (0.1, 1.0, 10.0)
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), sharey=True)
     summary = {}
+    runs, start = 0, time.perf_counter()
     for ax, n in zip(axes, (2, 3), strict=True):
         pref = tb.from_upper_triangle(torch.ones(n, n, dtype=torch.float64))  # y₁ ≻ y₂ ≻ … always
         ref = torch.full((n,), 1.0 / n, dtype=torch.float64)
@@ -63,6 +66,12 @@ def main(argv=None) -> dict:
             ax.axhline(star, color=color, ls="--", lw=0.8)
             summary[f"{n} responses, β=τ={s:g}: π_DPO(y₁)"] = dpo[-1]
             summary[f"{n} responses, β=τ={s:g}: π_IPO(y₁) vs optimum"] = (ipo[-1], star)
+            runs += 1
+            print(
+                f"  [{runs}/{2 * len(strengths)}] {n} responses, β=τ={s:g}: {2 * steps} Adam steps "
+                f"done ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
         ax.set(xlabel="Adam step", title=f"{n} responses, y₁ always preferred", ylim=(0, 1.02))
     axes[0].set_ylabel("π(y₁)")
     axes[1].legend(fontsize=7, ncol=2)

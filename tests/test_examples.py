@@ -1,6 +1,7 @@
 """Every example script runs in its quick setting, prints its summary and draws a real figure."""
 
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -21,9 +22,13 @@ def examples_on_path():
     sys.path.remove(str(EXAMPLES))
 
 
+SUMMARIES: dict[str, dict] = {}  # quick-setting summaries, reused by the README staleness test
+
+
 def run(name, tmp_path):
     module = importlib.import_module(name)
     summary = module.main(["--quick", "--out", str(tmp_path)])
+    SUMMARIES[name] = summary
     image = mpimg.imread(tmp_path / f"{name}.png")
     assert image.ndim == 3 and min(image.shape[:2]) > 150
     # a figure, not a blank canvas: many distinct colours and real contrast
@@ -91,3 +96,20 @@ def test_lm_demo(tmp_path):
         int, s["proofs_check claims on the model's trees with their expected outcome"].split("/")
     )
     assert ok == total > 0
+
+
+def test_the_readme_quotes_the_numbers_the_examples_print(tmp_path):
+    """The README's table of examples equals the one generated from the scripts' quick summaries
+    (``python examples/gallery.py --readme`` rewrites it)."""
+    import _readme
+
+    names = [n for n in SCRIPTS if n != "lm_demo" or importlib.util.find_spec("transformers")]
+    for name in names:
+        if name not in SUMMARIES:
+            run(name, tmp_path)
+    expected = _readme.table({n: SUMMARIES[n] for n in names})
+    if "lm_demo" not in names:  # without transformers, compare the rows that can be regenerated
+        expected = expected.rsplit("\n", 1)[0]
+        assert _readme.current().startswith(expected)
+    else:
+        assert _readme.current() == expected, "stale: run python examples/gallery.py --readme"

@@ -26,7 +26,7 @@ from .train import (
     sample_trajectory_pairs,
     trajectory_preference,
 )
-from .tree import TokenTree, random_tree
+from .tree import TokenTree, random_tree, set_memory_budget
 
 __all__ = [
     "Best",
@@ -49,6 +49,7 @@ __all__ = [
     "reward_from_q",
     "sample_trajectory_pairs",
     "sequence_logratios",
+    "set_memory_budget",
     "shape_reward",
     "soft_solve",
     "token_policy",

@@ -6,6 +6,8 @@ from typing import NamedTuple
 
 import torch
 
+from toybandit import _validation as v
+
 from .sequences import prefix_sum
 from .solve import _as_values, _edge_values
 from .tree import TokenTree
@@ -68,8 +70,7 @@ def beam_search(tree: TokenTree, scores, width: int) -> Best:
         :class:`Best` (leaf node, total score).
     """
     scores = _scores(tree, scores)
-    if isinstance(width, bool) or int(width) != width or int(width) < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}")
+    width = v.integer(width, "width", minimum=1)
     first = tree.first_child
     beam = torch.zeros(1, dtype=torch.long, device=scores.device)
     total = torch.zeros(1, dtype=scores.dtype, device=scores.device)
@@ -87,7 +88,7 @@ def beam_search(tree: TokenTree, scores, width: int) -> Best:
         )
         order = torch.argsort(cand, stable=True)  # ties go to the earlier node
         cand, cand_total = cand[order], cand_total[order]
-        keep = torch.argsort(cand_total, descending=True, stable=True)[: int(width)]
+        keep = torch.argsort(cand_total, descending=True, stable=True)[:width]
         beam, total = cand[keep], cand_total[keep]
     k = int(total.argmax())
     return Best(int(beam[k]), float(total[k]))
@@ -96,9 +97,7 @@ def beam_search(tree: TokenTree, scores, width: int) -> Best:
 def frontier(tree: TokenTree, depth: int) -> Tensor:
     """The states a search expanded ``depth`` tokens deep can end at: every node at that depth and
     every terminal node above it (sequences that ended early). Node indices, increasing."""
-    if isinstance(depth, bool) or int(depth) != depth or not 1 <= int(depth) <= tree.max_depth:
-        raise ValueError(f"depth must be an integer in [1, {tree.max_depth}], got {depth!r}")
-    depth = int(depth)
+    depth = v.integer(depth, "depth", minimum=1, maximum=tree.max_depth)
     return ((tree.depth == depth) | (tree.terminal & (tree.depth < depth))).nonzero().squeeze(-1)
 
 

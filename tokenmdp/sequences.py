@@ -7,6 +7,8 @@ import math
 
 import torch
 
+from toybandit import _validation as v
+
 from .solve import _as_values, _beta, _edge_values
 from .tree import TokenTree, segment_logsumexp
 
@@ -72,13 +74,18 @@ def token_policy(tree: TokenTree, leaf_log_prob) -> Tensor:
     Returns:
         log π per edge, shape [..., N] (0 at the root).
     """
-    leaf_log_prob = torch.as_tensor(leaf_log_prob)
+    if not isinstance(tree, TokenTree):
+        raise ValueError(f"tree must be a TokenTree, got {type(tree)}")
+    leaf_log_prob = v.as_tensor(leaf_log_prob, "leaf_log_prob")
     n_leaves = int(tree.terminal.sum())
     if leaf_log_prob.dim() == 0 or leaf_log_prob.shape[-1] != n_leaves:
         raise ValueError(
             f"leaf_log_prob must have one entry per leaf ({n_leaves}) on its last dim, "
             f"got shape {tuple(leaf_log_prob.shape)}"
         )
+    if torch.isnan(leaf_log_prob).any() or (leaf_log_prob == math.inf).any():
+        raise ValueError("leaf_log_prob must hold log-probabilities (no NaN or +inf)")
+    v.log_normalised(torch.logsumexp(leaf_log_prob, -1), "leaf_log_prob", "sequence law")
     x = leaf_log_prob.movedim(-1, 0)
     mass = torch.full((tree.n_nodes, *x.shape[1:]), -math.inf, dtype=x.dtype, device=x.device)
     mass[tree.leaves] = x
@@ -261,10 +268,32 @@ def _beta_last(beta, like: Tensor):
     return beta.unsqueeze(-1) if torch.is_tensor(beta) else beta
 
 
-def _edge_logratio(tree: TokenTree, log_policy) -> Tensor:
+def _log_policy(tree: TokenTree, log_policy) -> Tensor:
+    """A tree policy: log π per edge [..., N], the children of every state logsumexp to 0 (the
+    tolerance of ``log_ref``), no NaN or +inf, and no mass on an edge with π_ref = 0."""
     log_policy = _as_values(tree, log_policy, "log_policy")
     if torch.isnan(log_policy).any() or (log_policy == math.inf).any():
         raise ValueError("log_policy must hold log-probabilities (no NaN or +inf)")
+    x = log_policy.movedim(-1, 0)
+    internal = ~tree.terminal
+    v.log_normalised(
+        segment_logsumexp(x[1:], tree.n_children[internal]),
+        "log_policy",
+        "state's children",
+    )
+    outside = (tree.log_ref[1:] == -math.inf) & (x[1:] > -math.inf).reshape(x.shape[0] - 1, -1).any(
+        -1
+    )
+    if outside.any():
+        n = outside.nonzero()[0].item() + 1
+        raise ValueError(
+            f"log_policy puts mass on node {n}, an edge with π_ref = 0: the log-ratio is +inf"
+        )
+    return log_policy
+
+
+def _edge_logratio(tree: TokenTree, log_policy) -> Tensor:
+    log_policy = _log_policy(tree, log_policy)
     log_ref = tree.log_ref.to(log_policy.dtype)
     both_impossible = (log_policy == -math.inf) & (log_ref == -math.inf)
     ratio = torch.where(both_impossible, 0.0, log_policy - log_ref)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -10,7 +12,7 @@ import torch
 from toybandit import _validation as v
 from toybandit.optimal import _prompt_param
 
-from .tree import TokenTree
+from .tree import SOLVE_BYTES_PER_NODE, TokenTree, check_size
 
 Tensor = torch.Tensor
 
@@ -58,25 +60,29 @@ def soft_solve(tree: TokenTree, reward, beta) -> Solution:
     >>> sol.log_policy.exp(), sol.v[0].exp()               # π* ∝ (1, 3); Z = ½ + 3/2 = 2
     (tensor([1.0000, 0.2500, 0.7500], dtype=torch.float64), tensor(2.0000, dtype=torch.float64))
     """
-    reward = _edge_values(tree, reward, "reward")
-    reward = reward.to(torch.promote_types(reward.dtype, tree.log_ref.dtype))
-    beta = _beta(beta, reward)
-    r = reward.movedim(-1, 0)  # node-major: each level is a contiguous block of rows
-    q, lp = torch.empty_like(r), torch.empty_like(r)
-    val = torch.zeros_like(r)
-    scratch = _scratch(tree, r)
-    log_ref = tree.log_ref.to(r.dtype).reshape(-1, *([1] * (r.dim() - 1)))
-    for d in range(tree.max_depth, 0, -1):
-        rows = tree.level(d)
-        if torch.is_tensor(beta):
-            torch.add(r[rows], log_ref[rows] * beta, out=q[rows])
-        else:
-            torch.add(r[rows], log_ref[rows], alpha=beta, out=q[rows])
-        q[rows].add_(val[rows])
-        torch.div(q[rows], beta, out=lp[rows])
-        _soft_backup(tree, d, lp, val, scratch, beta)
-    q[0], lp[0] = 0.0, 0.0
-    return Solution(q.movedim(0, -1), val.movedim(0, -1), lp.movedim(0, -1))
+    reward = _as_values(tree, reward, "reward")
+    _check_solve_size(tree, reward, "soft_solve")
+    with intra_op_threads(reward):
+        reward = _edge_values(tree, reward, "reward")
+        reward = reward.to(torch.promote_types(reward.dtype, tree.log_ref.dtype))
+        beta = _beta(beta, reward)
+        r = reward.movedim(-1, 0)  # node-major: each level is a contiguous block of rows
+        q, lp = torch.empty_like(r), torch.empty_like(r)
+        val = torch.zeros_like(r)
+        scratch = _scratch(tree, r)
+        log_ref = tree.log_ref.to(r.dtype).reshape(-1, *([1] * (r.dim() - 1)))
+        for d in range(tree.max_depth, 0, -1):
+            rows = tree.level(d)
+            if torch.is_tensor(beta):
+                torch.add(r[rows], log_ref[rows] * beta, out=q[rows])
+            else:
+                torch.add(r[rows], log_ref[rows], alpha=beta, out=q[rows])
+            if d < tree.max_depth:  # V* = 0 on the deepest level (all leaves): skip a pass over it
+                q[rows].add_(val[rows])
+            torch.div(q[rows], beta, out=lp[rows])
+            _soft_backup(tree, d, lp, val, scratch, beta)
+        q[0], lp[0] = 0.0, 0.0
+        return Solution(q.movedim(0, -1), val.movedim(0, -1), lp.movedim(0, -1))
 
 
 def reward_from_q(tree: TokenTree, q, beta) -> Tensor:
@@ -106,30 +112,57 @@ def reward_from_q(tree: TokenTree, q, beta) -> Tensor:
             edge with π_ref = 0; β ≤ 0; wrong last dim.
     """
     q = _as_values(tree, q, "q")
-    q = q.to(torch.promote_types(q.dtype, tree.log_ref.dtype))
-    beta = _beta(beta, q)
-    log_ref = tree.log_ref.to(q.dtype)
-    impossible = log_ref == -math.inf
-    finite = torch.isfinite(q[..., 1:])
-    if torch.isnan(q).any() or (q == math.inf).any():
-        raise ValueError("q must not hold NaN or +inf")
-    mismatch = (finite == impossible[1:]).nonzero()
-    if mismatch.numel():
-        n = mismatch[0, -1].item() + 1
-        raise ValueError(
-            f"q must be −inf exactly where π_ref = 0 (Lemma 1 needs π_ref > 0): node {n} has "
-            f"q = {q[..., n].flatten()[0].item():.3g} and log_ref = {log_ref[n].item():.3g}"
-        )
-    qn = q.movedim(-1, 0)
-    lp = qn / beta
-    val = torch.zeros_like(qn)
-    scratch = _scratch(tree, qn)
-    for d in range(tree.max_depth, 0, -1):
-        _soft_backup(tree, d, lp, val, scratch, beta)
-    r = qn - val - beta * log_ref.reshape(-1, *([1] * (qn.dim() - 1)))
-    r = torch.where(impossible.reshape(r.shape[:1] + (1,) * (r.dim() - 1)), 0.0, r)
-    r[0] = 0.0
-    return r.movedim(0, -1)
+    _check_solve_size(tree, q, "reward_from_q")
+    with intra_op_threads(q):
+        q = q.to(torch.promote_types(q.dtype, tree.log_ref.dtype))
+        beta = _beta(beta, q)
+        log_ref = tree.log_ref.to(q.dtype)
+        impossible = log_ref == -math.inf
+        finite = torch.isfinite(q[..., 1:])
+        if torch.isnan(q).any() or (q == math.inf).any():
+            raise ValueError("q must not hold NaN or +inf")
+        mismatch = (finite == impossible[1:]).nonzero()
+        if mismatch.numel():
+            n = mismatch[0, -1].item() + 1
+            raise ValueError(
+                f"q must be −inf exactly where π_ref = 0 (Lemma 1 needs π_ref > 0): node {n} has "
+                f"q = {q[..., n].flatten()[0].item():.3g} and log_ref = {log_ref[n].item():.3g}"
+            )
+        qn = q.movedim(-1, 0)
+        lp = qn / beta
+        val = torch.zeros_like(qn)
+        scratch = _scratch(tree, qn)
+        for d in range(tree.max_depth, 0, -1):
+            _soft_backup(tree, d, lp, val, scratch, beta)
+        r = qn - val - beta * log_ref.reshape(-1, *([1] * (qn.dim() - 1)))
+        r = torch.where(impossible.reshape(r.shape[:1] + (1,) * (r.dim() - 1)), 0.0, r)
+        r[0] = 0.0
+        return r.movedim(0, -1)
+
+
+# -- thread choice ------------------------------------------------------------------------------
+
+# Below this many node values (nodes × batch) a CPU solve runs on one intra-op thread: each level
+# is a handful of small ops, and on a busy machine parallel regions cost more than they save.
+# Measured on 2 shared cores under load (benchmarks/tree_solve.py re-measures it): 2 threads took
+# 0.76–1.1× the one-thread time from 1e4 to 1.1e5 nodes, but 1.7× at 1.6e5, 2.9× at 2.7e5 and
+# 9.8× at 8.7e5; above the threshold the caller's setting stands (an idle machine gains there).
+SINGLE_THREAD_BELOW = 2**18
+
+
+@contextlib.contextmanager
+def intra_op_threads(x: Tensor) -> Iterator[None]:
+    """One intra-op thread for a CPU solve on fewer than ``SINGLE_THREAD_BELOW`` values, the
+    caller's setting otherwise; the setting is restored on exit."""
+    before = torch.get_num_threads()
+    if x.device.type != "cpu" or x.numel() >= SINGLE_THREAD_BELOW or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- the level kernel -----------------------------------------------------------------------
@@ -180,6 +213,15 @@ def _scratch(tree: TokenTree, like: Tensor) -> Tensor:
 
 
 # -- input checks -----------------------------------------------------------------------------
+
+
+def _check_solve_size(tree: TokenTree, x: Tensor, what: str) -> None:
+    check_size(
+        x.numel(),
+        SOLVE_BYTES_PER_NODE,
+        f"{what} on {tree.n_nodes:,} nodes × {x.numel() // tree.n_nodes:,} reward function(s)",
+        x.device,
+    )
 
 
 def _as_values(tree: TokenTree, x, name: str) -> Tensor:

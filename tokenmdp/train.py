@@ -110,7 +110,11 @@ def fit_tree_policy(
     Returns:
         log π per edge, shape [N] (0 at the root).
     """
+    if not isinstance(tree, TokenTree):
+        raise ValueError(f"tree must be a TokenTree, got {type(tree)}")
     n_leaves = int(tree.terminal.sum())
+    steps = v.integer(steps, "steps", minimum=1)
+    tolerance = v.in_range(tolerance, "tolerance", 0.0, math.inf, high_open=True)
     chosen, rejected = (
         _leaf_index(x, name, n_leaves) for x, name in ((chosen, "chosen"), (rejected, "rejected"))
     )
@@ -181,7 +185,7 @@ def fit_tree_policy(
     opt = torch.optim.LBFGS(
         [theta],
         lr=1.0,
-        max_iter=int(steps),
+        max_iter=steps,
         tolerance_grad=tolerance,
         tolerance_change=1e-16,
         history_size=50,
@@ -234,13 +238,6 @@ def _group_logsumexp(x: Tensor, label: Tensor, n_groups: int) -> Tensor:
 
 
 def _leaf_index(x, name: str, n_leaves: int) -> Tensor:
-    x = torch.as_tensor(x)
-    if x.is_floating_point() or x.dim() != 1:
-        raise ValueError(
-            f"{name} must be a 1-D integer tensor of leaf positions, got {x.dtype} {tuple(x.shape)}"
-        )
-    if x.numel() and (x.min() < 0 or x.max() >= n_leaves):
-        raise ValueError(
-            f"{name} must index leaves in [0, {n_leaves}), got range [{x.min()}, {x.max()}]"
-        )
-    return x.long()
+    """Leaf positions (into ``tree.leaves``), not node ids: anything ≥ the number of leaves is
+    refused, and so is a bool mask."""
+    return v.indices(x, f"{name} (leaf positions)", n_leaves)

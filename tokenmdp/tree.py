@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import torch
@@ -64,6 +65,10 @@ class TokenTree:
         parent = torch.as_tensor(parent)
         token = torch.as_tensor(token)
         log_ref = v.as_tensor(log_ref, "log_ref")
+        if vocab_size is not None:
+            vocab_size = v.integer(vocab_size, "vocab_size", minimum=1)
+        if eos is not None:
+            eos = v.integer(eos, "eos", minimum=0)
         if validate:
             _check_structure(parent, token, log_ref, vocab_size, eos)
         self.parent = parent.long()
@@ -101,6 +106,11 @@ class TokenTree:
         """
         vocab_size, depth = _size(vocab_size, "vocab_size"), _size(depth, "depth")
         eos = _eos(eos, vocab_size)
+        check_size(
+            _count_nodes(vocab_size, depth, eos, vocab_size),
+            BUILD_BYTES_PER_NODE,
+            f"TokenTree.full({vocab_size}, {depth}, eos={eos})",
+        )
         parent, token = _grow(vocab_size, depth, eos, None)
         if log_ref is None:
             log_ref = torch.full(parent.shape, -math.log(vocab_size), dtype=torch.float64)
@@ -145,6 +155,13 @@ class TokenTree:
         if min(lengths) == 0:
             raise ValueError(f"sequences: sequence {lengths.index(0)} is empty")
         width = max(lengths)
+        for i, s in enumerate(sequences):
+            t = s if isinstance(s, torch.Tensor) else torch.as_tensor(s)
+            if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.dim() != 1:
+                raise ValueError(
+                    f"sequences: sequence {i} must be a 1-D list of integer tokens, got "
+                    f"{t.dtype} {tuple(t.shape)} (a float token is never truncated)"
+                )
         if any(t < 0 for s in sequences for t in s):
             raise ValueError("sequences must hold tokens ≥ 0")
         padded = torch.full((len(sequences), width), -1, dtype=torch.long)
@@ -303,6 +320,13 @@ def random_tree(
     if keep == 0.0:
         raise ValueError("keep must lie in (0, 1], got 0")
     impossible = v.in_range(impossible, "impossible", 0.0, 1.0, high_open=True)
+    # Each state keeps one forced token plus each other with probability `keep`: the expected
+    # branching, so the guard does not refuse a sparse top-k tree for the size of the full one.
+    check_size(
+        _count_nodes(vocab_size, depth, eos, 1 + keep * (vocab_size - 1)),
+        BUILD_BYTES_PER_NODE,
+        f"random_tree({vocab_size}, {depth}, eos={eos}, keep={keep:g}) (expected size)",
+    )
 
     def draw(n_parents: int) -> tuple[Tensor, Tensor]:
         shape = (n_parents, vocab_size)
@@ -319,21 +343,118 @@ def random_tree(
     return TokenTree(parent, token, log_ref, vocab_size=vocab_size, eos=eos)
 
 
+# -- the size guard ---------------------------------------------------------------------------
+
+# Bytes per node while building: five per-node tensors (parent, token, depth, n_children int64;
+# log_ref float64), the terminal mask, the concatenation copies of _grow and, for random_tree,
+# the [parents, V] draws of the widest level. An upper estimate, so the guard refuses before the
+# allocator does.
+BUILD_BYTES_PER_NODE = 96
+# Bytes per node and batch element while solving: the promoted reward, q, log π, V and scratch.
+SOLVE_BYTES_PER_NODE = 5 * 8
+_BUDGET_ENV = "TOKENMDP_MEMORY_BUDGET"
+_budget: int | None = None
+
+
+def set_memory_budget(nbytes: int | None) -> None:
+    """Set the most memory (bytes) that building or solving one tree may take; ``None`` restores
+    the default: the ``TOKENMDP_MEMORY_BUDGET`` environment variable if set, else half the
+    memory available when the check runs (half the free GPU memory for a tree on CUDA).
+
+    Every tree constructor and solver computes the node count and the bytes it needs first, with
+    integer arithmetic, and raises ``ValueError`` above the budget before allocating anything.
+
+    >>> set_memory_budget(10**6)
+    >>> TokenTree.full(2, 20, eos=None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: TokenTree.full(2, 20, eos=None) needs 2,097,151 nodes, about 201 MB, above ...
+    >>> set_memory_budget(None)
+    """
+    global _budget
+    _budget = None if nbytes is None else v.integer(nbytes, "nbytes", minimum=1)
+
+
+def memory_budget(device=None) -> tuple[int, str]:
+    """The budget in bytes and where it comes from (see :func:`set_memory_budget`)."""
+    if _budget is not None:
+        return _budget, "set by set_memory_budget"
+    env = os.environ.get(_BUDGET_ENV)
+    if env:
+        try:
+            return v.integer(float(env), _BUDGET_ENV, minimum=1), f"from {_BUDGET_ENV}"
+        except ValueError as err:
+            raise ValueError(
+                f"{_BUDGET_ENV} must be a positive number of bytes, got {env!r}"
+            ) from err
+    if device is not None and torch.device(device).type == "cuda":
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return free // 2, "half the free GPU memory"
+    return _available_memory() // 2, "half the available memory"
+
+
+def check_size(n_nodes: int, bytes_per_node: int, what: str, device=None) -> None:
+    """Raise ``ValueError`` if ``n_nodes · bytes_per_node`` exceeds :func:`memory_budget`."""
+    need = n_nodes * bytes_per_node
+    count = "more than 2^80" if n_nodes >= 2**80 else f"{n_nodes:,}"
+    budget, source = memory_budget(device)
+    if need > budget:
+        raise ValueError(
+            f"{what} needs {count} nodes, about {_bytes(need)}, above the memory budget of "
+            f"{_bytes(budget)} ({source}); raise it with tokenmdp.set_memory_budget(nbytes) or the "
+            f"{_BUDGET_ENV} environment variable"
+        )
+
+
+def _count_nodes(vocab_size: int, depth: int, eos: int | None, branching: float) -> int:
+    """Nodes of a tree whose root has ``branching`` children and whose every non-EOS node at depth
+    < ``depth`` has ``branching`` children (EOS children end), without building it: the geometric
+    sum 1 + b(1 + r + … + r^(depth−1)), r the non-EOS branching. Exact integers for a full tree;
+    capped at 2^80 (far above any budget), so a huge depth costs nothing."""
+    cap = 2**80
+    r = branching if eos is None else branching * (vocab_size - 1) / vocab_size
+    if r == 1:
+        return min(cap, math.ceil(1 + branching * depth))
+    if r > 1 and depth * math.log2(r) > 80:
+        return cap
+    if float(branching).is_integer() and float(r).is_integer():
+        b, r = int(branching), int(r)
+        return 1 + b * ((r**depth - 1) // (r - 1)) if r != 1 else 1 + b * depth
+    return min(cap, math.ceil(1 + branching * (r**depth - 1) / (r - 1)))
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} B"
+
+
 # -- private helpers --------------------------------------------------------------------------
 
 
 def _size(x, name: str) -> int:
-    if isinstance(x, bool) or int(x) != x or int(x) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {x!r}")
-    return int(x)
+    return v.integer(x, name, minimum=1)
 
 
 def _eos(eos, vocab_size: int) -> int | None:
     if eos is None:
         return None
-    if isinstance(eos, bool) or int(eos) != eos or not 0 <= int(eos) < vocab_size:
-        raise ValueError(f"eos must be a token in [0, {vocab_size}) or None, got {eos!r}")
-    return int(eos)
+    return v.integer(eos, "eos", minimum=0, maximum=vocab_size - 1)
 
 
 def _grow(vocab_size, depth, eos, draw):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import math
+import numbers
+from collections.abc import Callable
 
 import torch
 
@@ -57,6 +60,100 @@ def probabilities(p, name: str, *, min_dim: int = 1) -> Tensor:
     return p
 
 
+def number(value, name: str) -> float:
+    """A real number as a float: ints, floats, NumPy scalars and one-element tensors; never a
+    string (``"0.5"``), a bool or None, which ``float()`` would accept or mistake."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.is_complex():
+            raise ValueError(f"{name} must be a number, got a tensor of shape {tuple(value.shape)}")
+        return float(value.item())
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def integer(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer count, depth or size: ints, NumPy integers and integral floats (2.0); never
+    2.5 (which ``int()`` truncates), a string or a bool. Bounds are inclusive."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
+            raise ValueError(
+                f"{name} must be an integer, got a tensor {value.dtype} {tuple(value.shape)}"
+            )
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if isinstance(value, numbers.Integral):
+        k = int(value)
+    else:
+        f = float(value)
+        if not math.isfinite(f) or f != math.floor(f):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        k = int(f)
+    if (minimum is not None and k < minimum) or (maximum is not None and k > maximum):
+        low = "-inf" if minimum is None else minimum
+        high = "inf" if maximum is None else maximum
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return k
+
+
+def indices(x, name: str, size: int, n: int | None = None) -> Tensor:
+    """A 1-D int64 tensor of positions in [0, size) (of length n if given): no floats, no bools
+    (a mask is not a list of positions), nothing out of range."""
+    x = torch.as_tensor(x)
+    if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
+        raise ValueError(f"{name} must hold integer indices, got dtype {x.dtype}")
+    x = x.long()
+    if x.dim() != 1 or (n is not None and x.shape[0] != n):
+        length = "" if n is None else f" of length {n}"
+        raise ValueError(f"{name} must be a 1-D index tensor{length}, got shape {tuple(x.shape)}")
+    if x.numel() and (x.min() < 0 or x.max() >= size):
+        raise ValueError(f"{name} must lie in [0, {size}), got range [{x.min()}, {x.max()}]")
+    return x
+
+
+def log_normalised(lse: Tensor, name: str, what: str = "row") -> None:
+    """Raise unless every entry of ``lse`` (the logsumexp of each distribution in ``name``) is 0
+    within the tolerance :func:`sum_tol` uses for probabilities: a log-policy that is not
+    normalised (logits, or scores) is refused, never renormalised."""
+    tol = sum_tol(lse.dtype)
+    err = torch.nan_to_num((lse).abs(), nan=math.inf)
+    if err.numel() and not (err <= tol).all():
+        k = int(err.reshape(-1).argmax())
+        raise ValueError(
+            f"{name} must be a normalised log-probability: a {what} logsumexps to "
+            f"{lse.reshape(-1)[k].item():.3g}, not 0 (tolerance {tol:g} for {lse.dtype})"
+        )
+
+
+def preference_entries(p, name: str) -> Tensor:
+    """Probabilities P(y_i ≻ y_j) entry by entry: in [0, 1], no NaN."""
+    p = as_tensor(p, name)
+    bad = ~((p >= 0) & (p <= 1))
+    if bad.any():
+        raise ValueError(f"{name} must hold probabilities in [0, 1], got {p[bad][:3].tolist()}")
+    return p
+
+
+def non_decreasing(fn: Callable[[Tensor], Tensor], name: str, *, points: int = 1001) -> None:
+    """Check a map Ψ: [0, 1] → [−inf, inf] on a grid of ``points`` equally spaced values (plus the
+    endpoints): it must return a tensor of the grid's shape, no NaN, and never decrease."""
+    grid = torch.linspace(0.0, 1.0, points, dtype=torch.float64)
+    values = fn(grid)
+    if not isinstance(values, Tensor) or values.shape != grid.shape:
+        raise ValueError(f"{name} must map a tensor elementwise to a tensor of its shape")
+    if values.isnan().any():
+        p = grid[values.isnan()][0].item()
+        raise ValueError(f"{name} must not return NaN on [0, 1], got NaN at p = {p:g}")
+    drop = (values[1:] < values[:-1]).nonzero()
+    if drop.numel():
+        i = drop[0].item()
+        raise ValueError(
+            f"{name} must be non-decreasing on [0, 1]: {name}({grid[i].item():g}) = "
+            f"{values[i].item():.4g} > {name}({grid[i + 1].item():g}) = {values[i + 1].item():.4g}"
+        )
+
+
 def finite(x, name: str) -> Tensor:
     x = as_tensor(x, name)
     if not torch.isfinite(x).all():
@@ -71,20 +168,14 @@ def positive(value, name: str):
         if bad.any():
             raise ValueError(f"{name} must be positive and finite, got {value[bad][:3].tolist()}")
         return value
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from err
+    v = number(value, name)
     if not (v > 0 and v < float("inf")):
         raise ValueError(f"{name} must be positive and finite, got {value!r}")
     return v
 
 
 def in_range(value, name: str, low: float, high: float, *, high_open: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a number, got {value!r}") from err
+    v = number(value, name)
     ok = low <= v < high if high_open else low <= v <= high
     if not ok:
         bracket = ")" if high_open else "]"

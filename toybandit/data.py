@@ -79,10 +79,8 @@ def sample_preferences(pref, mu, n: int, generator: torch.Generator, rho=None) -
     """
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator)}")
-    if int(n) < 0:
-        raise ValueError(f"n must be ≥ 0, got {n}")
+    n = v.integer(n, "n", minimum=0)
     pref, mu, rho, single = _prompt_world(pref, mu, rho)
-    n = int(n)
     if n == 0:  # torch.multinomial refuses to draw nothing
         empty = torch.zeros(0, dtype=torch.long)
         return PreferencePairs(empty, empty, None if single else empty)

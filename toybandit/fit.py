@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -14,18 +15,7 @@ from . import losses
 Tensor = torch.Tensor
 
 
-def _indices(x, name: str, size: int, n: int | None) -> Tensor:
-    x = torch.as_tensor(x)
-    if x.dtype in (torch.bool,) or x.is_floating_point() or x.is_complex():
-        raise ValueError(f"{name} must hold integer indices, got dtype {x.dtype}")
-    x = x.long()
-    if x.dim() != 1 or (n is not None and x.shape[0] != n):
-        raise ValueError(
-            f"{name} must be a 1-D index tensor of length {n}, got shape {tuple(x.shape)}"
-        )
-    if x.numel() and (x.min() < 0 or x.max() >= size):
-        raise ValueError(f"{name} must lie in [0, {size}), got range [{x.min()}, {x.max()}]")
-    return x
+_indices = v.indices
 
 
 class _MarginLoss(NamedTuple):
@@ -117,8 +107,8 @@ def fit_policy(
     if ref.dim() not in (1, 2):
         raise ValueError(f"ref must be [Y] or [X, Y], got shape {tuple(ref.shape)}")
     margin_loss = _margin_loss(loss, beta, tau, label_smoothing)
-    if int(steps) < 1:
-        raise ValueError(f"steps must be ≥ 1, got {steps}")
+    steps = v.integer(steps, "steps", minimum=1)
+    tolerance = v.in_range(tolerance, "tolerance", 0.0, math.inf, high_open=True)
     num_responses = ref.shape[-1]
     chosen = _indices(chosen, "chosen", num_responses, None)
     n = chosen.shape[0]
@@ -179,7 +169,7 @@ def fit_policy(
             weights * (margin_loss.value(margins(new)) - margin_loss.value(margins(theta)))
         ).sum()
 
-    for _ in range(int(steps) if n else 0):
+    for _ in range(steps if n else 0):
         h = margins(theta)
         d1, d2 = weights * margin_loss.d1(h), weights * margin_loss.d2(h)
         grad = torch.zeros_like(theta).index_put_(ends, sign * d1.repeat(2), accumulate=True)

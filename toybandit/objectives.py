@@ -18,6 +18,7 @@ are constants too, so (9)–(12) share their minimisers; (11) as printed has the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -112,10 +113,23 @@ def dpo_objective(policy, pref, mu, ref, beta) -> Tensor:
 
     Equals ``expected_pair_loss(partial(losses.dpo, beta=beta), q, pref, mu)``, the population DPO
     loss (Rafailov et al. 2023, eq. (7)).
+
+    Raises:
+        ValueError: as the other objectives, and when ``policy`` is 0 on a response that μ samples
+            and π_ref allows (its log-ratio is −inf: the loss is +inf or undefined).
     """
     policy, mu, ref, pref, beta = _inputs(policy, pref, mu, ref, beta)
+    q = logratios(policy, ref)
+    bad = (q == -math.inf) & (mu > 0)
+    if bad.any():
+        idx = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"policy must be > 0 on every response that mu samples and ref allows (its log-ratio "
+            f"is −inf there and the DPO loss is +inf or undefined), got 0 at index {idx}"
+        )
+    q = torch.where(mu > 0, q, 0.0)  # unsampled responses carry weight 0
     b = beta.unsqueeze(-1) if isinstance(beta, Tensor) else beta
-    return logistic_objective(b * logratios(policy, ref), pref, mu)
+    return logistic_objective(b * q, pref, mu)
 
 
 def _h(policy, ref, beta) -> Tensor:

@@ -44,7 +44,7 @@ def check_preference(pref, *, atol: float | None = None) -> Tensor:
     pref = v.as_tensor(pref, "pref")
     if pref.dim() < 2 or pref.shape[-1] != pref.shape[-2] or pref.shape[-1] == 0:
         raise ValueError(f"pref must have shape [..., Y, Y] with Y ≥ 1, got {tuple(pref.shape)}")
-    tol = v.pref_tol(pref.dtype) if atol is None else atol
+    tol = v.pref_tol(pref.dtype) if atol is None else v.in_range(atol, "atol", 0.0, 1.0)
 
     def fail(cond: str, text: str, mask: Tensor):
         idx = tuple(int(i) for i in mask.nonzero()[0])
@@ -90,9 +90,11 @@ def random_preference(
     """
     if kind not in PREFERENCE_KINDS:
         raise ValueError(f"kind must be one of {PREFERENCE_KINDS}, got {kind!r}")
-    if int(num_responses) < 1:
-        raise ValueError(f"num_responses must be ≥ 1, got {num_responses}")
-    n = int(num_responses)
+    n = v.integer(num_responses, "num_responses", minimum=1)
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator, got {type(generator)}")
+    scale = v.positive(scale, "scale")
+    batch_shape = tuple(v.integer(b, "batch_shape", minimum=0) for b in batch_shape)
     if kind == "cyclic" and n < 3:
         raise ValueError(f"a cyclic preference needs num_responses ≥ 3, got {n}")
     shape = (*batch_shape, n, n)
@@ -116,7 +118,17 @@ def random_preference(
 
 def from_upper_triangle(upper: Tensor) -> Tensor:
     """The preference matrix whose entries above the diagonal are those of ``upper``: P_ii = ½ (8b)
-    and P_ji = 1 − P_ij (8c). Entries on and below the diagonal of ``upper`` are ignored."""
+    and P_ji = 1 − P_ij (8c). Entries on and below the diagonal of ``upper`` are ignored.
+
+    Raises:
+        ValueError: ``upper`` is not [..., Y, Y], or an entry above the diagonal is not a
+            probability (outside [0, 1], or NaN).
+    """
+    upper = v.as_tensor(upper, "upper")
+    if upper.dim() < 2 or upper.shape[-1] != upper.shape[-2]:
+        raise ValueError(f"upper must have shape [..., Y, Y], got {tuple(upper.shape)}")
+    above = torch.ones(upper.shape[-2:], dtype=torch.bool, device=upper.device).triu(1)
+    v.preference_entries(upper[..., above], "upper (above the diagonal)")
     upper = torch.triu(upper, diagonal=1)
     eye = torch.eye(upper.shape[-1], dtype=upper.dtype, device=upper.device)
     return upper + torch.tril(1 - upper.transpose(-1, -2), diagonal=-1) + 0.5 * eye
@@ -150,6 +162,10 @@ def psi_scores(pref, mu, psi: str | Callable[[Tensor], Tensor] = "identity") -> 
 
     Returns:
         The scores, shape [..., Y]; may be ±inf for ``"logit"`` with P ∈ {0, 1}.
+
+    Raises:
+        ValueError: invalid ``pref`` or ``mu``; a callable Ψ that decreases somewhere on a grid of
+            1001 points of [0, 1], returns NaN there, or is not elementwise.
     """
     pref = check_preference(pref)
     mu = v.probabilities(mu, "mu")
@@ -163,6 +179,7 @@ def psi_scores(pref, mu, psi: str | Callable[[Tensor], Tensor] = "identity") -> 
             raise ValueError(f"psi must be one of {tuple(PSI)} or a callable, got {psi!r}")
         psi_fn = PSI[psi]
     elif callable(psi):
+        v.non_decreasing(psi, "psi")
         psi_fn = psi
     else:
         raise ValueError(f"psi must be one of {tuple(PSI)} or a callable, got {psi!r}")

@@ -215,3 +215,31 @@ def test_appendix_a_inverse_drops_the_reference_term():
     close(reward_from_q(tree, sol.q, beta)[1:], reward[1:])
     assert (appendix - reward)[1:].abs().min() > 0.5  # off by β log π_ref = −β log 3 on every edge
     close((appendix - reward)[1:], beta * tree.log_ref[1:])
+
+
+def test_small_solves_run_on_one_thread_and_restore_the_setting(monkeypatch):
+    """The solver's thread choice: one intra-op thread below the threshold, the caller's setting
+    restored afterwards (also when the solve raises), untouched above the threshold."""
+    import tokenmdp.solve as solve_module
+
+    calls = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
+    before = torch.get_num_threads()
+    real(2)
+    try:
+        tree = TokenTree.full(3, 3, eos=0)
+        reward = torch.zeros(tree.n_nodes, dtype=F64)
+        soft_solve(tree, reward, 1.0)
+        assert calls == [1, 2] and torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="beta"):
+            soft_solve(tree, reward, -1.0)
+        assert calls[2:] == [1, 2] and torch.get_num_threads() == 2
+        reward_from_q(tree, soft_solve(tree, reward, 1.0).q, 1.0)
+        assert calls[4:] == [1, 2, 1, 2]
+        monkeypatch.setattr(solve_module, "SINGLE_THREAD_BELOW", tree.n_nodes)
+        calls.clear()
+        soft_solve(tree, reward, 1.0)
+        assert calls == []  # at the threshold: the caller's threads
+    finally:
+        real(before)

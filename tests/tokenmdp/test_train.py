@@ -174,7 +174,7 @@ def test_fit_rejects_bad_input():
         fit_tree_policy(tree, idx, idx, "dpo")
     with pytest.raises(ValueError, match="tau"):
         fit_tree_policy(tree, idx, idx, "ipo", tau=-1.0)
-    with pytest.raises(ValueError, match=r"leaves in \[0, 4\)"):
+    with pytest.raises(ValueError, match=r"leaf positions\) must lie in \[0, 4\)"):
         fit_tree_policy(tree, torch.tensor([4]), torch.tensor([0]), "dpo", beta=1.0)
     with pytest.raises(ValueError, match="same shape"):
         fit_tree_policy(tree, idx, idx[:1], "dpo", beta=1.0)

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import toybandit as tb
+from tests.stats import PER_RUN, binomial_outliers
 from toybandit import strategies as tbst
 
 F64 = torch.float64
@@ -16,20 +17,46 @@ def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
+EXAMPLES = 10
+
+
+def pair_counts(data, x, y):
+    counts = torch.zeros(x, y, y, dtype=F64)
+    idx = (data.prompts if data.prompts is not None else torch.zeros_like(data.chosen),)
+    counts.index_put_(
+        (*idx, data.chosen, data.rejected),
+        torch.ones(data.chosen.numel(), dtype=F64),
+        accumulate=True,
+    )
+    return counts
+
+
 @given(tbst.preference_worlds(max_prompts=3), st.integers(0, 2**31 - 1))
-@settings(max_examples=10)
+@settings(max_examples=EXAMPLES)
 def test_sample_frequencies_match_the_exact_pair_law(world, seed):
-    """Empirical (prompt, chosen, rejected) frequencies against ρ(x) W_x, within 5 standard errors."""
+    """Each (prompt, chosen, rejected) count against Binomial(n, ρ(x) W_x(i, j)): exact tails,
+    Bonferroni over cells and examples, false-failure probability ≤ 1e-6 per run."""
     n = 40_000
     data = tb.sample_preferences(world.pref, world.mu, n, gen(seed))
     x, y = world.pref.shape[0], world.pref.shape[-1]
-    counts = torch.zeros(x, y, y, dtype=F64)
-    counts.index_put_(
-        (data.prompts, data.chosen, data.rejected), torch.ones(n, dtype=F64), accumulate=True
-    )
-    expected = tb.pair_weights(world.pref, world.mu) / x
-    se = (expected * (1 - expected) / n).sqrt()
-    assert ((counts / n - expected).abs() <= 5 * se + 1e-12).all()
+    expected = tb.pair_weights(world.pref, world.mu).expand(x, y, y) / x
+    bad = binomial_outliers(pair_counts(data, x, y), n, expected, PER_RUN / EXAMPLES)
+    assert bad.size == 0, f"cells {bad[:5]} off the pair law"
+
+
+def test_the_frequency_check_catches_a_wrong_sampler():
+    """Negative twins at the same level: labels swapped (law W transposed), and μ replaced by the
+    uniform law, are both flagged."""
+    pref = torch.tensor([[0.5, 0.8, 0.3], [0.2, 0.5, 0.6], [0.7, 0.4, 0.5]], dtype=F64)
+    mu = torch.tensor([0.5, 0.3, 0.2], dtype=F64)
+    n = 40_000
+    expected = tb.pair_weights(pref, mu)[None]
+    data = tb.sample_preferences(pref, mu, n, gen(3))
+    assert binomial_outliers(pair_counts(data, 1, 3), n, expected, PER_RUN).size == 0
+    swapped = tb.PreferencePairs(data.rejected, data.chosen, None)
+    assert binomial_outliers(pair_counts(swapped, 1, 3), n, expected, PER_RUN).size > 0
+    uniform = tb.sample_preferences(pref, torch.full((3,), 1 / 3, dtype=F64), n, gen(3))
+    assert binomial_outliers(pair_counts(uniform, 1, 3), n, expected, PER_RUN).size > 0
 
 
 def test_sampling_is_deterministic_and_single_prompt_has_no_prompts():
@@ -59,7 +86,9 @@ def test_rho_weights_the_prompts():
         gen(),
         rho=torch.tensor([0.9, 0.1], dtype=F64),
     )
-    assert 0.85 < (data.prompts == 0).double().mean() < 0.95
+    k = int((data.prompts == 0).sum())
+    assert binomial_outliers([k], 2000, [0.9], PER_RUN).size == 0
+    assert binomial_outliers([k], 2000, [0.5], PER_RUN).size > 0  # the uniform ρ is refuted
 
 
 def test_population_pairs_carry_the_exact_weights():
