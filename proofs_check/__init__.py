@@ -11,7 +11,7 @@ from importlib.util import find_spec
 from . import diffusion, nguyen2025, rafailov2024, symbolic  # noqa: F401  (register claims)
 
 if find_spec("transformers") is not None:  # the `lm` extra: the same claims on a real LM's tree
-    from . import lm_claims  # noqa: F401
+    from . import lm_claims, lm_reference  # noqa: F401
 from .registry import REGISTRY, Claim, Outcome, Result, claim, register, run_claim, select
 
 __all__ = ["REGISTRY", "Claim", "Outcome", "Result", "claim", "register", "run_claim", "select"]

@@ -19,8 +19,9 @@ from proofs_check.registry import Claim, Outcome, register
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 RECORD_KEYS = {
-    "id", "source", "refs", "statement", "expected", "observed", "ok", "instances",
-    "max_residual", "tolerance", "why_tolerance", "failing_instance", "corrected", "tags", "seconds",
+    "id", "source", "refs", "statement", "expected", "reference", "observed", "ok", "instances",
+    "max_residual", "tolerance", "why_tolerance", "failing_instance", "max_off", "max_corrected",
+    "error", "message", "corrected", "tags", "seconds",
 }  # fmt: skip
 
 
@@ -96,6 +97,7 @@ def test_a_holds_claim_that_fails_is_a_mismatch(capsys):
         residual=lambda inst: 1.0,
         tolerance=1e-9,
         why="test",
+        reference="test",
     )
     register(broken)
     try:
@@ -119,7 +121,7 @@ def test_registry_contract():
 
 def test_nan_residual_is_a_failure():
     claim = Claim("test.nan", "Nguyen 2025", ("eq. (1)",), "nan", Outcome.HOLDS,
-                  lambda g, d: None, lambda inst: float("nan"), 1.0, "test")  # fmt: skip
+                  lambda g, d: None, lambda inst: float("nan"), 1.0, "test", "test")  # fmt: skip
     assert not pc.run_claim(claim, instances=1).ok
 
 
