@@ -26,8 +26,9 @@ SUMS = "explicit double (or triple) sums over pairs written here"
 ROUND = "float64 sums of ≤ 36 terms of size ≤ 10²: rounding ≤ 1e-12 (3 orders of margin)"
 SCIPY = "scipy's optimiser stops at gradient 1e-10, leaving ~1e-6 in the maximiser"
 NEWTON = (
-    "damped Newton stops when no logit moves by 1e-12; pairs weighing μ_iμ_j ~1e-4 leave up to "
-    "~1e-9 in the probabilities (measured worst 3e-10); 1e-8 keeps margin"
+    "damped Newton, full steps once Armijo cannot resolve the decrease, stops when no logit moves "
+    "by 1e-12: the fitted π is at rounding (worst 1.8e-15 over seeds 0–1 × 1000 instances of "
+    "eq6.dpo, eq7.score and Rafailov eq4.dpo); 1e-12 keeps > 500× margin"
 )
 GAP = "a failure must exceed rounding (1e-12) by orders of magnitude to count"
 
@@ -263,7 +264,7 @@ def _(w: World) -> float:
     ("eq. (6)",),
     "the DPO population minimiser under Bradley–Terry with full-support μ is the optimum of (1)",
     draw=bt_world,
-    tolerance=1e-8,
+    tolerance=1e-12,
     why=NEWTON,
     reference="the closed form π_ref e^{s/β}/Z written here (worlds.gibbs)",
 )
@@ -362,7 +363,7 @@ def _(w: World) -> float:
     ("eq. (7)",),
     "IPO's population minimiser is the optimum of (1) for the score s†(y) = E_{y'∼μ}[v(y, y')]",
     draw=world,
-    tolerance=1e-8,
+    tolerance=1e-12,
     why=NEWTON,
     reference="the closed form π_ref e^{s†/τ}/Z with s† = Pμ written here (worlds.gibbs)",
 )
