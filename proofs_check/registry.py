@@ -46,8 +46,9 @@ class Miss:
 
     Attributes:
         size: how far the printed form is from the truth (max |printed − truth|).
-        off: how far that miss is from the discrepancy the correction predicts
-            (max |(printed − truth) − predicted|); round-off for a well-understood erratum.
+        off: how far that miss is from the discrepancy the correction predicts, relative to its
+            size: max |(printed − truth) − predicted| / (1 + |predicted|) (a printed Z(x) can be
+            e^{50}); round-off for a well-understood erratum.
         corrected: the residual of the corrected form on the same instance.
     """
 
@@ -67,7 +68,7 @@ def miss(printed, truth, predicted, corrected: float, name: str = "printed form"
     gap = printed - truth
     return Miss(
         size=gap.abs().max().item(),
-        off=(gap - predicted).abs().max().item(),
+        off=((gap - predicted).abs() / (1 + predicted.abs())).max().item(),
         corrected=float(corrected),
     )
 
