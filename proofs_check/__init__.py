@@ -1,9 +1,12 @@
 """proofs_check: every numbered equation, lemma and theorem of the two source texts as a claim.
 
 Each :class:`Claim` has an id, its source and equation, a one-line statement, a seeded instance
-generator, a residual, a tolerance with its justification and an expected :class:`Outcome`:
-``holds``, ``erratum`` (the printed form fails; a corrected claim holds) or ``needs-assumption``
-(an assumption dropped: the statement must fail). ``proofs-check`` runs the catalogue.
+generator, a residual, a tolerance with its justification, the independent reference it is checked
+against and an expected :class:`Outcome`: ``holds`` (against that reference), ``identity`` (holds by
+construction; not counted as verification), ``erratum`` (the printed form misses by the predicted
+discrepancy; a corrected claim holds) or ``needs-assumption`` (an assumption dropped: the statement
+must fail by a finite amount). ``proofs-check`` runs the catalogue; ``proofs-check --faults`` shows
+that every injected fault is caught (:mod:`proofs_check.faults`).
 """
 
 from importlib.util import find_spec

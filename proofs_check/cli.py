@@ -29,7 +29,8 @@ JSON schema (--json): an object {"seed": int, "ok": bool, "claims": [record, ...
   max_residual (float, or null when not finite; for an erratum: the size of the printed form's
     miss), tolerance (float), why_tolerance (str),
   failing_instance (int or null: the first instance over tolerance),
-  max_off (float or null: erratum only, the worst |miss - predicted discrepancy|),
+  max_off (float or null: erratum only, the worst |miss - predicted discrepancy| /
+    (1 + |predicted discrepancy|)),
   max_corrected (float or null: erratum only, the worst residual of the corrected form),
   error (str or null: the exception or non-finite value that made the claim an error),
   message (str or null: the first non-finite quantity of a holds claim, with its instance),

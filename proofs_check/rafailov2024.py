@@ -498,7 +498,8 @@ def _(w: TreeWorld) -> float:
     "π* from soft_solve equal to its enumeration",
     draw=tree_world,
     tolerance=1e-12,
-    why="σ of differences of sums ≤ 10² in float64; the anchor at " + PATH,
+    why="σ of differences of sums ≤ 10² in float64; the solver's anchor enters divided by 10³, "
+    "i.e. at 1e-9: " + PATH,
     reference=ENUM + "; p* of (1) from path sums of r",
 )
 def _(w: TreeWorld) -> float:
@@ -642,7 +643,8 @@ def _(w: TreeWorld) -> float:
     "is the same under Σ r and under Σ β log π*/π_ref (π* from soft_solve)",
     draw=tree_world,
     tolerance=1e-12,
-    why="products of 3 softmax factors of sums ≤ 10²; the anchor at " + PATH,
+    why="products of 3 softmax factors of sums ≤ 10²; the solver's anchor enters divided by 10³, "
+    "i.e. at 1e-9: " + PATH,
     reference="Plackett–Luce probabilities written here from path sums of r; " + ENUM,
 )
 def _(w: TreeWorld) -> float:
