@@ -58,7 +58,9 @@ def _padded_batch(g: torch.Generator, device=None):
 def _(inst) -> float:
     rows, ids, mask, left = inst
     m = model()
-    got = tlm.token_logprobs(m, ids, mask).cpu()
+    got = (
+        tlm.token_logprobs(m, ids, mask).cpu().double()
+    )  # a float32 checkpoint: compared in float64
     width = ids.shape[1]
     worst = 0.0
     for i, r in enumerate(rows):
@@ -116,5 +118,5 @@ def _(inst) -> float:
             logits = m(input_ids=ids[None].to(m.device)).logits[0, -1].double().cpu()
         logp = logits.log_softmax(-1)[tree.token[children]]
         want = logp - torch.logsumexp(logp, 0)
-        worst = max(worst, maxabs(f"log π_ref at state {s}", tree.log_ref[children], want))
+        worst = max(worst, maxabs(f"log π_ref at state {s}", tree.log_ref[children].double(), want))
     return worst
