@@ -37,8 +37,8 @@ def uncovered() -> list[tuple[str, str]]:
 
 
 def coverage_markdown() -> str:
-    """The coverage table: each numbered item (then each unnumbered statement) → claims → the
-    outcomes they assert."""
+    """The coverage tables: each numbered item (then each unnumbered statement) → claims → the
+    outcomes they assert; then each claim → its kind and its independent reference."""
     lines = []
     for source, refs in REQUIRED.items():
         extra = sorted(
@@ -52,4 +52,15 @@ def coverage_markdown() -> str:
             cells = ", ".join(f"`{i}`" for i in ids) or "—"
             lines.append(f"| {ref} | {cells} | {asserted or 'not covered'} |")
         lines.append("")
+    lines += [
+        "**Each claim: its kind and what it is checked against**",
+        "",
+        "| claim | kind | reference |",
+        "|---|---|---|",
+    ]
+    for c in REGISTRY.values():
+        reference = c.reference or (
+            f"the predicted discrepancy; corrected form `{c.corrected}`" if c.corrected else "—"
+        )
+        lines.append(f"| `{c.id}` | {c.expected.value} | {reference.replace('|', '/')} |")
     return "\n".join(lines).rstrip() + "\n"

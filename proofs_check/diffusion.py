@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 from typing import NamedTuple
 
 import torch
 
 import toybandit as tb
 
-from .registry import Outcome, claim
+from . import registry
+from .registry import Outcome, maxabs
 
+claim = partial(registry.claim, tags=("layered",))
 SRC = "Rafailov et al. 2024"
 F64 = torch.float64
 LAYERS = "T ≤ 4 layers of K ≤ 3 states, values ≤ 10²: rounding ≤ 1e-13; 1e-9 leaves margin"
@@ -103,13 +106,21 @@ def _preference_gap(implicit: torch.Tensor, returns: torch.Tensor) -> float:
     draw=layered,
     tolerance=1e-9,
     why=LAYERS,
+    reference="V*(x₀) as β log Σ over enumerated paths of π_ref e^{Σr/β} (itertools.product)",
 )
 def _(m: Layered) -> float:
-    q, _, _ = solve(m)
+    q, v, _ = solve(m)
     back = reward_from_q(m, q)
     logits = 3 * torch.randn(m.reward.shape, generator=m.g, dtype=F64)
     again, _, _ = solve(m._replace(reward=reward_from_q(m, logits)))
-    return max((back - m.reward).abs().max().item(), (again - logits).abs().max().item())
+    _, total = paths(m)
+    beta = float(m.beta[0])
+    anchor = beta * torch.logsumexp(total(m.log_ref + m.reward / beta), 0)
+    return max(
+        maxabs("V*(x₀)", v[0, 0], anchor),
+        maxabs("r from Q*", back, m.reward),
+        maxabs("Q* of the returned reward", again, logits),
+    )
 
 
 @claim(
@@ -120,6 +131,7 @@ def _(m: Layered) -> float:
     draw=layered,
     tolerance=1e-9,
     why=LAYERS,
+    reference="toybandit's closed-form optimum over enumerated whole paths; V*(x₀) by enumeration",
 )
 def _(m: Layered) -> float:
     _, v, log_pi = solve(m)
@@ -143,6 +155,9 @@ def _(m: Layered) -> float:
     draw=lambda g, device: layered(g, device, hybrid=True),
     tolerance=1e-9,
     why=LAYERS,
+    expected=Outcome.IDENTITY,
+    reference="by construction: with log π = (Q − V)/β_t per step the sum telescopes for any V; "
+    "the layered solver itself is anchored by lemma2.path-law and lemma2.bijection",
 )
 def _(m: Layered) -> float:
     _, v, log_pi = solve(m)
@@ -156,18 +171,35 @@ def _(m: Layered) -> float:
     )
 
 
+def _two_starts(g: torch.Generator, device=None) -> Layered:
+    return layered(g, device, hybrid=True)
+
+
 @claim(
-    "rafailov2024.eq15-16.one-strength",
+    "rafailov2024.eq15-16.different-prompts",
     SRC,
     ("eq. (15)", "eq. (16)", "Appendix D"),
-    "drop the separate factors (weigh the image log-ratios by β instead of γ ≠ β): the DPO "
-    "reward no longer reproduces the preferences of the optimum",
-    draw=lambda g, device: layered(g, device, hybrid=True),
+    "drop 'both trajectories start from the same state (c, T)' (as eq. (8) needs): for paths from "
+    "two different x₀, V*(x₀) − V*(x₀') does not cancel and the DPO reward misorders them",
+    draw=_two_starts,
     tolerance=1e-9,
     why="a failure must exceed rounding (1e-13) by orders of magnitude to count",
     expected=Outcome.NEEDS_ASSUMPTION,
 )
 def _(m: Layered) -> float:
     _, _, log_pi = solve(m)
-    _, total = paths(m)
-    return _preference_gap(total(m.beta[0] * (log_pi - m.log_ref)), total(m.reward))
+    t, k, _ = m.reward.shape
+    worst = 0.0
+    for p in itertools.product(range(k), repeat=t):
+        x, y = (0, *p), (1, *p)  # the same images from two different starting states
+        implicit = [
+            sum(
+                m.beta[s] * (log_pi[s, z[s], z[s + 1]] - m.log_ref[s, z[s], z[s + 1]])
+                for s in range(t)
+            )
+            for z in (x, y)
+        ]
+        returns = [sum(m.reward[s, z[s], z[s + 1]] for s in range(t)) for z in (x, y)]
+        gap = torch.sigmoid(implicit[0] - implicit[1]) - torch.sigmoid(returns[0] - returns[1])
+        worst = max(worst, abs(gap.item()))
+    return worst

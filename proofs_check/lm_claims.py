@@ -16,7 +16,7 @@ import torch
 
 from tokenmdp import lm as tlm
 
-from .registry import REGISTRY, claim, register
+from .registry import REGISTRY, Outcome, claim, register
 from .worlds import TreeWorld
 
 _STATE: dict[str, object] = {"model": None, "ref": None, "source": "tiny random GPT-2"}
@@ -124,6 +124,9 @@ def _text_world(g: torch.Generator, device=None):
     draw=_text_world,
     tolerance=1e-9,
     why="float64 model; sums of ≤ 12 terms of size ≤ 10³",
+    expected=Outcome.IDENTITY,
+    reference="by construction (the sum telescopes for any logits); the log-probs themselves are "
+    "anchored by rafailov2024.lm.token-logprobs",
     tags=("lm",),
     instances=10,
 )

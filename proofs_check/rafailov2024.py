@@ -4,6 +4,7 @@ Q-Function*, on exact token trees (tokenmdp) checked against enumeration over co
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import torch
@@ -12,11 +13,26 @@ from scipy import optimize, special
 import tokenmdp as tm
 import toybandit as tb
 
-from .registry import Outcome, claim
-from .worlds import TreeWorld, bt_world, deep_tree_world, sequence_sums, soft_values, tree_world
+from . import registry
+from .registry import Miss, Outcome, maxabs, miss
+from .worlds import (
+    TreeWorld,
+    bt_world,
+    deep_tree_world,
+    enumerated_policy,
+    gibbs,
+    kl,
+    log_z,
+    sequence_sums,
+    soft_values,
+    tree_world,
+)
 
 SRC = "Rafailov et al. 2024"
-ERRATUM, NEEDS = Outcome.ERRATUM, Outcome.NEEDS_ASSUMPTION
+ERRATUM, NEEDS, IDENTITY = Outcome.ERRATUM, Outcome.NEEDS_ASSUMPTION, Outcome.IDENTITY
+claim = partial(registry.claim, tags=("tree",))
+
+ENUM = "Q*, V*, π* enumerated over complete sequences (worlds.soft_values: no recursion, no tokenmdp kernel)"
 
 PATH = (
     "sums of ≤ 4 edges of size ≤ 10², logsumexp over ≤ 256 sequences: rounding ≤ 1e-12; 1e-9 "
@@ -33,15 +49,28 @@ def _impossible_world(g, device):
     return tree_world(g, device, impossible=True)
 
 
-def _maxabs(a, b, mask=None) -> float:
-    """max |a − b| where finite (and in ``mask``); inf when the −inf patterns differ."""
-    a, b = torch.as_tensor(a), torch.as_tensor(b)
-    if mask is not None:
-        a, b = a[mask], b[mask]
-    if not torch.equal(a == -math.inf, b == -math.inf):
-        return math.inf
-    fin = torch.isfinite(a)
-    return (a[fin] - b[fin]).abs().max().item() if fin.any() else 0.0
+def _maxabs(a, b, mask=None, name: str = "value") -> float:
+    return maxabs(name, a, b, mask)
+
+
+def _solve(w: TreeWorld):
+    """soft_solve, and how far it is from enumeration (the anchor of every tree identity)."""
+    sol = tm.soft_solve(w.tree, w.reward, w.beta)
+    q, v, log_pi = enumerated_policy(w.tree, w.reward, w.beta)
+    gap = max(
+        maxabs("Q*", sol.q[1:], q[1:]),
+        maxabs("V*", sol.v, v),
+        maxabs("log π*", sol.log_policy[1:], log_pi[1:]),
+    )
+    return sol, gap
+
+
+def _measured(name: str, observed: float, predicted: float, tol: float) -> float:
+    """``observed`` when it equals ``predicted`` to ``tol``; raises otherwise (a needs-assumption
+    claim whose failure is not the predicted one is not ok)."""
+    if not math.isfinite(observed) or abs(observed - predicted) > tol:
+        raise ValueError(f"{name}: observed {observed:.6g}, predicted {predicted:.6g}")
+    return observed
 
 
 def _cpu(w: TreeWorld) -> TreeWorld:
@@ -63,12 +92,13 @@ def _leaf_reach(w: TreeWorld):
     draw=tree_world,
     tolerance=1e-12,
     why="two exponentials of sums ≤ 12 in float64",
+    reference="the printed ratio of exponentials of path sums gathered here (worlds.sequence_sums)",
 )
 def _(w: TreeWorld) -> float:
     total = sequence_sums(w.tree, w.reward)
     e = total.exp()
     printed = e[:, None] / (e[:, None] + e[None, :])
-    return _maxabs(printed, tm.trajectory_preference(w.tree, w.reward))
+    return _maxabs(tm.trajectory_preference(w.tree, w.reward), printed, name="p*")
 
 
 def _objective2(w: TreeWorld, leaf_law: torch.Tensor) -> torch.Tensor:
@@ -87,14 +117,16 @@ def _objective2(w: TreeWorld, leaf_law: torch.Tensor) -> torch.Tensor:
     draw=tree_world,
     tolerance=1e-9,
     why="values ≤ 10² in float64; an optimiser's error in the law costs only its square in value",
+    reference="scipy BFGS over sequence laws, objective (2) by enumeration over complete sequences",
     instances=10,
 )
 def _(w: TreeWorld) -> float:
     w = _cpu(w)  # scipy below
     sol = tm.soft_solve(w.tree, w.reward, w.beta)
     law = tm.path_sum(w.tree, sol.log_policy).exp()
+    maxabs("log π*", sol.log_policy, sol.log_policy)  # NaN/+inf in the policy fails here
     best = _objective2(w, law)
-    gap = abs(best - sol.v[0]).item()
+    gap = maxabs("V*(s₀) vs (2)", sol.v[0], best)
     reach = _leaf_reach(w)
     score = sequence_sums(w.tree, w.reward + w.beta * w.tree.log_ref)[reach].numpy()
 
@@ -113,63 +145,76 @@ def _(w: TreeWorld) -> float:
     SRC,
     ("eq. (3)",),
     "max-ent RL (entropy bonus β, no KL) on the per-token reward of (3) — β log π_ref at every "
-    "token plus r(x, y) at EOS — has the KL-regularised bandit optimum of r(x, y)",
+    "token plus r(x, y) at EOS — has the KL-regularised optimum of r(x, y), which soft_solve's "
+    "sequence law is",
     draw=tree_world,
     tolerance=1e-12,
     why=PATH,
+    reference="two closed forms over enumerated complete sequences: softmax(Σ_t r_t/β) for max-ent "
+    "RL, π_ref(y) e^{r(x,y)/β}/Z for the KL-regularised bandit",
 )
 def _(w: TreeWorld) -> float:
     terminal_reward = sequence_sums(w.tree, w.reward)  # r(x, y), paid once at the last token
-    per_token = terminal_reward + w.beta * sequence_sums(w.tree, w.tree.log_ref)  # Σ_t r_t of (3)
-    reach = _leaf_reach(w)
-    flat = torch.full((int(reach.sum()),), 1.0 / int(reach.sum()), dtype=torch.float64)
-    flat = flat.to(per_token.device)
-    maxent = tb.optimal_policy(per_token[reach], flat, w.beta)  # counting measure = uniform ref
-    leaf_ref = sequence_sums(w.tree, w.tree.log_ref).exp()
-    bandit = tb.optimal_policy(terminal_reward, leaf_ref, w.beta)[reach]
-    return _maxabs(maxent, bandit)
+    log_ref_seq = sequence_sums(w.tree, w.tree.log_ref)
+    per_token = terminal_reward + w.beta * log_ref_seq  # Σ_t r_t of (3)
+    reach = torch.isfinite(log_ref_seq)
+    maxent = torch.softmax(per_token[reach] / w.beta, 0)  # entropy bonus only: uniform measure
+    bandit = gibbs(terminal_reward[reach], log_ref_seq[reach].exp(), w.beta)
+    law = tm.path_sum(w.tree, tm.soft_solve(w.tree, w.reward, w.beta).log_policy).exp()[reach]
+    return max(_maxabs(maxent, bandit, name="max-ent law"), _maxabs(law, bandit, name="π*(y)"))
 
 
-def _sec33(w, printed: bool) -> tuple[float, float]:
-    """(π* vs the Gibbs form, r vs the reward identity) of sec. 3.3, printed or corrected."""
+def _sec33(w, printed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(π_ref e^{r/β}/Z or, printed, π_ref e^{r}/Z; the reward from π* by the corrected or the
+    printed inverse), from π* = tb.optimal_policy."""
     star = tb.optimal_policy(w.reward, w.ref, w.beta)
-    log_z = tb.log_partition(w.reward, w.ref, w.beta) / w.beta
     exponent = w.reward if printed else w.reward / w.beta
-    gibbs = w.ref * exponent.exp()
-    partition = log_z.exp() if printed else w.beta * log_z
-    sign = -1.0 if printed else 1.0
-    reward = w.beta * (star.log() - w.ref.log()) + sign * partition
-    return (star - gibbs / gibbs.sum()).abs().max().item(), (reward - w.reward).abs().max().item()
+    gibbs_ = w.ref * exponent.exp()
+    lz = log_z(w.reward, w.ref, w.beta) / w.beta  # log Z
+    back = w.beta * (star.log() - w.ref.log())
+    reward = back - lz.exp() if printed else back + w.beta * lz
+    return gibbs_ / gibbs_.sum(), reward
 
 
 @claim(
     "rafailov2024.sec33.gibbs-printed",
     SRC,
     ("unnumbered: sec. 3.3, π* = π_ref e^{r}/Z",),
-    "as printed: π*(y|x) = π_ref(y|x) e^{r(x,y)}/Z(x) (the 1/β in the exponent is missing)",
+    "as printed: π*(y|x) = π_ref(y|x) e^{r(x,y)}/Z(x): it is the optimum at β = 1, off by "
+    "exactly π*_{β=1} − π*_β (the 1/β in the exponent is missing)",
     draw=bt_world,
+    tags=("bandit",),
     tolerance=1e-9,
     why=GAP,
     expected=ERRATUM,
     corrected="rafailov2024.sec33.corrected",
 )
-def _(w) -> float:
-    return _sec33(w, printed=True)[0]
+def _(w) -> Miss:
+    printed, _ = _sec33(w, printed=True)
+    truth = gibbs(w.reward, w.ref, w.beta)
+    corrected = _maxabs(tb.optimal_policy(w.reward, w.ref, w.beta), truth, name="π*")
+    return miss(printed, truth, gibbs(w.reward, w.ref, 1.0) - truth, corrected)
 
 
 @claim(
     "rafailov2024.sec33.reward-printed",
     SRC,
     ("unnumbered: sec. 3.3, r = β log π*/π_ref − Z(x)",),
-    "as printed: r(x, y) = β log π*/π_ref − Z(x) (should be + β log Z(x))",
+    "as printed: r(x, y) = β log π*/π_ref − Z(x): off by exactly −(Z + β log Z) for every y "
+    "(should be + β log Z(x))",
     draw=bt_world,
+    tags=("bandit",),
     tolerance=1e-9,
     why=GAP,
     expected=ERRATUM,
     corrected="rafailov2024.sec33.corrected",
 )
-def _(w) -> float:
-    return _sec33(w, printed=True)[1]
+def _(w) -> Miss:
+    _, printed = _sec33(w, printed=True)
+    _, corrected = _sec33(w, printed=False)
+    lz = log_z(w.reward, w.ref, w.beta) / w.beta
+    predicted = -(lz.exp() + w.beta * lz) * torch.ones_like(w.reward)
+    return miss(printed, w.reward, predicted, _maxabs(corrected, w.reward, name="r"))
 
 
 @claim(
@@ -178,11 +223,18 @@ def _(w) -> float:
     ("unnumbered: sec. 3.3, π* = π_ref e^{r}/Z", "unnumbered: sec. 3.3, r = β log π*/π_ref − Z(x)"),
     "corrected: π* = π_ref e^{r/β}/Z and r = β log π*/π_ref + β log Z(x), so Z cancels in (4)",
     draw=bt_world,
+    tags=("bandit",),
     tolerance=1e-9,
     why="log of probabilities down to e^{-100}: relative rounding 1e-16 on values ≤ 10³",
+    reference="π_ref e^{r/β}/Σ and β log Σ π_ref e^{r/β} written here (worlds.gibbs, worlds.log_z)",
 )
 def _(w) -> float:
-    return max(_sec33(w, printed=False))
+    _, reward = _sec33(w, printed=False)
+    star = tb.optimal_policy(w.reward, w.ref, w.beta)
+    return max(
+        _maxabs(star, gibbs(w.reward, w.ref, w.beta), name="π*"),
+        _maxabs(reward, w.reward, name="r from π*"),
+    )
 
 
 @claim(
@@ -192,13 +244,16 @@ def _(w) -> float:
     "the bandit DPO loss over all pairs of a full-support μ, labelled by Bradley–Terry, is "
     "minimised by π* = π_ref e^{r/β}/Z",
     draw=bt_world,
-    tolerance=1e-8,
-    why=NEWTON,
+    tags=("bandit",),
+    tolerance=1e-12,
+    why="the bandit Newton fit of nguyen2025.eq6.dpo: worst 1.8e-15 over seeds 0–1 × 1000; "
+    "1e-12 keeps > 500× margin",
+    reference="the closed form π_ref e^{r/β}/Z written here (worlds.gibbs)",
 )
 def _(w) -> float:
     pairs = tb.population_pairs(w.pref, w.mu)
     fitted = tb.fit_policy(pairs.chosen, pairs.rejected, w.ref, beta=w.beta, weights=pairs.weights)
-    return (fitted - tb.optimal_policy(w.reward, w.ref, w.beta)).abs().max().item()
+    return _maxabs(fitted, gibbs(w.reward, w.ref, w.beta), name="fitted π")
 
 
 # -- sec. 4.1: eqs. (5)–(9), Lemma 1 -----------------------------------------------------------------
@@ -213,39 +268,60 @@ def _(w) -> float:
     draw=_impossible_world,
     tolerance=1e-9,
     why=PATH,
+    reference=ENUM + "; eq. (6) by a scatter logsumexp written here",
 )
 def _(w: TreeWorld) -> float:
     q, v = soft_values(w.tree, w.reward, w.beta)
     sol = tm.soft_solve(w.tree, w.reward, w.beta)
     parent = w.tree.parent.clamp(min=0)
-    worst = max(_maxabs(sol.q[1:], q[1:]), _maxabs(sol.v, v))
-    worst = max(worst, _maxabs(sol.log_policy[1:], ((q - v[parent]) / w.beta)[1:]))  # (5)
+    worst = max(_maxabs(sol.q[1:], q[1:], name="Q*"), _maxabs(sol.v, v, name="V*"))
+    log_pi = torch.where(q == -math.inf, -math.inf, (q - v[parent]) / w.beta)
+    worst = max(worst, _maxabs(sol.log_policy[1:], log_pi[1:], name="log π* (5)"))
     # (6): V*(s) = β log Σ_a exp(Q*(s, a)/β), a logsumexp over each state's children by scatter
     child, x = parent[1:], q[1:] / w.beta
     m = torch.zeros_like(v).scatter_reduce(0, child, x, "amax", include_self=False)
     total = torch.zeros_like(v).index_add(0, child, (x - m[child]).exp())
     internal = ~w.tree.terminal
     six = w.beta * (m + total.log())
-    worst = max(worst, (six - v)[internal].abs().max().item())
-    return worst + (v[w.tree.terminal].abs().max().item())
+    worst = max(worst, _maxabs(six[internal], v[internal], name="(6)"))
+    return worst + _maxabs(v[w.tree.terminal], 0.0, name="V* at terminal states")
+
+
+def _inverse7(tree, q, beta):
+    """Eq. (7) solved for r with V from (6) by a scatter logsumexp written here (not tokenmdp's)."""
+    parent = tree.parent.clamp(min=0)
+    child, x = parent[1:], q[1:] / beta
+    m = torch.zeros_like(q).scatter_reduce(0, child, x, "amax", include_self=False)
+    total = torch.zeros_like(q).index_add(0, child, (x - m[child]).exp())
+    v = torch.where(tree.terminal, 0.0, beta * (m + total.log()))
+    r = q - beta * tree.log_ref - v
+    r[0] = 0.0
+    return r
 
 
 @claim(
     "rafailov2024.lemma1.bijection",
     SRC,
     ("Lemma 1", "eq. (7)"),
-    "r ↦ Q* is a bijection on a tree: reward_from_q inverts soft_solve, and any logits are the "
-    "Q* of the reward it returns (every LM is a Q-function)",
+    "r ↦ Q* is a bijection on a tree: soft_solve gives the enumerated Q*, reward_from_q inverts "
+    "it, and any logits are the Q* of the reward it returns (every LM is a Q-function)",
     draw=tree_world,
     tolerance=1e-9,
     why=PATH,
+    reference=ENUM + "; eq. (7) inverted by a scatter logsumexp written here",
 )
 def _(w: TreeWorld) -> float:
-    sol = tm.soft_solve(w.tree, w.reward, w.beta)
+    sol, gap = _solve(w)
     back = tm.reward_from_q(w.tree, sol.q, w.beta)
     logits = 4 * torch.randn(w.tree.n_nodes, generator=w.g, dtype=torch.float64).to(w.reward.device)
-    again = tm.soft_solve(w.tree, tm.reward_from_q(w.tree, logits, w.beta), w.beta).q
-    return max(_maxabs(back[1:], w.reward[1:]), _maxabs(again[1:], logits[1:]))
+    inverse = tm.reward_from_q(w.tree, logits, w.beta)
+    again, _, _ = enumerated_policy(w.tree, inverse, w.beta)
+    return max(
+        gap,
+        _maxabs(back[1:], w.reward[1:], name="reward_from_q(Q*)"),
+        _maxabs(inverse[1:], _inverse7(w.tree, logits, w.beta)[1:], name="reward_from_q(logits)"),
+        _maxabs(again[1:], logits[1:], name="Q* of the returned reward"),
+    )
 
 
 def _injectivity_gap(next_state, log_ref, q, beta, shift) -> float:
@@ -276,23 +352,19 @@ def _cycle(g, device):
     "rafailov2024.lemma1.tree-injective",
     SRC,
     ("Lemma 1", "Appendix A"),
-    "on a tree (V* = 0 at leaves) a constant shift of Q changes the reward: r(Q) ≠ r(Q + c)",
+    "on a tree (V* = 0 at leaves) a constant shift c of Q changes the reward returned by "
+    "reward_from_q by exactly c on the edges into terminal states and 0 elsewhere: r(Q) ≠ r(Q + c)",
     draw=tree_world,
-    tolerance=1e-12,
-    why="the residual is |c| = 1 exactly when the two rewards agree to 1e-12, else 0",
+    tolerance=1e-9,
+    why=PATH,
+    reference="the closed form c·𝟙[s_{t+1} terminal] (V shifts by c at every internal state)",
 )
 def _(w: TreeWorld) -> float:
-    tree = w.tree.to("cpu")
-    sol = tm.soft_solve(tree, w.reward.cpu(), w.beta)
-    state, action, node = tree.parent[1:], tree.token[1:], torch.arange(1, tree.n_nodes)
-    shape = (tree.n_nodes, int(tree.token.max()) + 1)
-    next_state = torch.full(shape, -1, dtype=torch.long)
-    next_state[state, action] = torch.where(tree.terminal[1:], -1, node)
-    log_ref = torch.full(shape, -math.inf, dtype=torch.float64)
-    log_ref[state, action] = tree.log_ref[1:]
-    q = torch.full(shape, -math.inf, dtype=torch.float64)
-    q[state, action] = sol.q[1:]
-    return _injectivity_gap(next_state, log_ref, q, w.beta, 1.0)
+    logits = 4 * torch.randn(w.tree.n_nodes, generator=w.g, dtype=torch.float64).to(w.reward.device)
+    c = 0.5 + 2.5 * torch.rand((), generator=w.g, dtype=torch.float64).item()
+    diff = tm.reward_from_q(w.tree, logits + c, w.beta) - tm.reward_from_q(w.tree, logits, w.beta)
+    predicted = torch.where(w.tree.terminal, torch.tensor(c, dtype=torch.float64), 0.0)
+    return _maxabs(diff[1:], predicted[1:], name="r(Q + c) − r(Q)")
 
 
 @claim(
@@ -312,36 +384,109 @@ def _(inst) -> float:
 
 
 @claim(
-    "rafailov2024.appendixA.printed",
+    "rafailov2024.lemma1.impossible-edges",
     SRC,
-    ("Lemma 1", "Appendix A"),
-    "as printed in the proof of Lemma 1: r(s_t, a_t) = Q*(s_t, a_t) − V*(s_{t+1})",
+    ("Lemma 1",),
+    "drop the unstated 'mild assumption' π_ref > 0: changing r on an edge with π_ref = 0 leaves "
+    "Q* (= −inf there) and every other Q* unchanged, so r ↦ Q* is not injective",
+    draw=_impossible_world,
+    tolerance=1e-9,
+    why="the residual is the reward change (1) when the two enumerated Q* agree to 1e-12, else 0",
+    expected=NEEDS,
+)
+def _(w: TreeWorld) -> float:
+    impossible = (w.tree.log_ref == -math.inf).nonzero().squeeze(-1)
+    if impossible.numel() == 0:
+        return 0.0
+    other = w.reward.clone()
+    other[impossible[0]] += 1.0
+    a, _ = soft_values(w.tree, w.reward, w.beta)
+    b, _ = soft_values(w.tree, other, w.beta)
+    return 1.0 if _maxabs(a, b, name="Q*") < 1e-12 else 0.0
+
+
+def _appendix_a(w: TreeWorld):
+    """(Q* − V*(s_{t+1}), β log π* − (Q* − V*(s_t))) from soft_solve, anchored."""
+    sol, gap = _solve(w)
+    parent = w.tree.parent.clamp(min=0)
+    inverse = sol.q - torch.where(w.tree.terminal, 0.0, sol.v)
+    advantage = w.beta * sol.log_policy - (sol.q - sol.v[parent])
+    return sol, gap, inverse, advantage
+
+
+@claim(
+    "rafailov2024.appendixA.maxent-convention",
+    SRC,
+    ("Lemma 1", "Appendix A", "unnumbered: sec. 4.2, A* = Q* − V* as the DPO reward"),
+    "in the max-ent convention of eq. (3) (β log π_ref folded into the reward, r' = r + β log "
+    "π_ref), Appendix A's inverse r' = Q* − V*(s_{t+1}) holds, and sec. 4.2's optimal advantage "
+    "A* = Q* − V*(s_t) = β log π* = r' + V*(s_{t+1}) − V*(s_t)",
+    draw=tree_world,
+    tolerance=1e-9,
+    why=PATH,
+    reference=ENUM + "; r' = r + β log π_ref formed here",
+)
+def _(w: TreeWorld) -> float:
+    sol, gap, inverse, advantage = _appendix_a(w)
+    folded = w.reward + w.beta * w.tree.log_ref
+    _, v, _ = enumerated_policy(w.tree, w.reward, w.beta)
+    parent = w.tree.parent.clamp(min=0)
+    shaped = folded + torch.where(w.tree.terminal, 0.0, v) - v[parent]
+    return max(
+        gap,
+        _maxabs(inverse[1:], folded[1:], name="Q* − V*(s_{t+1})"),
+        _maxabs(advantage[1:], 0.0, name="β log π* − A*"),
+        _maxabs(w.beta * sol.log_policy[1:], shaped[1:], name="A* vs r' shaped by V*"),
+    )
+
+
+@claim(
+    "rafailov2024.appendixA.kl-convention",
+    SRC,
+    ("Lemma 1", "Appendix A", "eq. (7)", "unnumbered: sec. 4.2, A* = Q* − V* as the DPO reward"),
+    "read in eq. (7)'s KL convention (β log π_ref not in r), Appendix A's r = Q* − V*(s_{t+1}) "
+    "and sec. 4.2's 'DPO's reward is A*' miss by exactly β log π_ref(a|s): a convention clash",
     draw=tree_world,
     tolerance=1e-9,
     why=GAP,
-    expected=ERRATUM,
-    corrected="rafailov2024.lemma1.bijection",
+    expected=NEEDS,
 )
 def _(w: TreeWorld) -> float:
-    sol = tm.soft_solve(w.tree, w.reward, w.beta)
-    return _maxabs((sol.q - sol.v)[1:], w.reward[1:])
+    sol, _, inverse, _ = _appendix_a(w)
+    parent = w.tree.parent.clamp(min=0)
+    implicit = tm.implicit_rewards(w.tree, sol.log_policy, w.beta)
+    a_star = sol.q - sol.v[parent]
+    size = _maxabs(inverse[1:], w.reward[1:], name="Q* − V*(s_{t+1}) vs r")
+    off = max(
+        _maxabs((inverse - w.reward)[1:], (w.beta * w.tree.log_ref)[1:], name="miss − β log π_ref"),
+        _maxabs((a_star - implicit)[1:], (w.beta * w.tree.log_ref)[1:], name="A* − DPO reward"),
+    )
+    return _measured("Appendix A's miss", size, size if off <= 1e-9 else math.inf, 1e-9)
 
 
 @claim(
     "rafailov2024.sec41.telescoping",
     SRC,
     ("unnumbered: sec. 4.1, Σ r = V*(s₀) + Σ β log π*/π_ref",),
-    "Σ_t r(s_t, a_t) = V*(s₀) + Σ_t β log π*(a_t|s_t)/π_ref(a_t|s_t) on every complete sequence",
+    "Σ_t r(s_t, a_t) = V*(s₀) + Σ_t β log π*(a_t|s_t)/π_ref(a_t|s_t) on every complete sequence, "
+    "with V*(s₀) and π* from soft_solve equal to their enumerations",
     draw=_impossible_world,
     tolerance=1e-9,
     why=PATH,
+    reference=ENUM,
 )
 def _(w: TreeWorld) -> float:
-    sol = tm.soft_solve(w.tree, w.reward, w.beta)
+    sol, gap = _solve(w)
     reach = _leaf_reach(w)
     implicit = tm.implicit_rewards(w.tree, sol.log_policy, w.beta)
-    return _maxabs(
-        sequence_sums(w.tree, w.reward), sol.v[0] + sequence_sums(w.tree, implicit), reach
+    return max(
+        gap,
+        _maxabs(
+            sequence_sums(w.tree, w.reward),
+            sol.v[0] + sequence_sums(w.tree, implicit),
+            reach,
+            name="Σ r vs V*(s₀) + Σ implicit",
+        ),
     )
 
 
@@ -349,18 +494,25 @@ def _(w: TreeWorld) -> float:
     "rafailov2024.eq8.policy-preference",
     SRC,
     ("eq. (8)",),
-    "with both sequences from s₀, σ(Σ β log π*/π_ref(τ_w) − Σ β log π*/π_ref(τ_l)) = p* of (1)",
+    "with both sequences from s₀, σ(Σ β log π*/π_ref(τ_w) − Σ β log π*/π_ref(τ_l)) = p* of (1), "
+    "π* from soft_solve equal to its enumeration",
     draw=tree_world,
     tolerance=1e-12,
-    why="σ of differences of sums ≤ 10² in float64",
+    why="σ of differences of sums ≤ 10² in float64; the solver's anchor enters divided by 10³, "
+    "i.e. at 1e-9: " + PATH,
+    reference=ENUM + "; p* of (1) from path sums of r",
 )
 def _(w: TreeWorld) -> float:
-    sol = tm.soft_solve(w.tree, w.reward, w.beta)
+    sol, gap = _solve(w)
     implicit = sequence_sums(w.tree, tm.implicit_rewards(w.tree, sol.log_policy, w.beta))
     total = sequence_sums(w.tree, w.reward)
-    return _maxabs(
-        torch.sigmoid(implicit[:, None] - implicit[None, :]),
-        torch.sigmoid(total[:, None] - total[None, :]),
+    return max(
+        gap / 1e3,  # the anchor's tolerance is 1e-9
+        _maxabs(
+            torch.sigmoid(implicit[:, None] - implicit[None, :]),
+            torch.sigmoid(total[:, None] - total[None, :]),
+            name="p_π* vs p*",
+        ),
     )
 
 
@@ -401,6 +553,7 @@ def _(w: TreeWorld) -> float:
     draw=_impossible_world,
     tolerance=1e-7,
     why=NEWTON,
+    reference=ENUM + "; −log σ of implicit-reward differences written here",
     instances=10,
 )
 def _(w: TreeWorld) -> float:
@@ -410,33 +563,44 @@ def _(w: TreeWorld) -> float:
     fitted = tm.fit_tree_policy(
         tree, pairs.chosen, pairs.rejected, "dpo", beta=w.beta, weights=pairs.weights
     )
-    sol = tm.soft_solve(tree, reward, w.beta)
+    _, _, log_pi = enumerated_policy(tree, reward, w.beta)
     seen = tm.reachable(tree)
-    worst = _maxabs(fitted.exp(), sol.log_policy.exp(), seen)
+    worst = _maxabs(fitted.exp(), log_pi.exp(), seen, name="fitted π")
     logratio = tm.sequence_logratios(tree, fitted)
     loss = tb.losses.dpo(logratio[pairs.chosen], logratio[pairs.rejected], w.beta)
-    implicit = sequence_sums(tree, tm.implicit_rewards(tree, fitted, w.beta))
+    implicit = sequence_sums(tree, w.beta * torch.where(seen, fitted - tree.log_ref, 0.0))
     p = torch.sigmoid(implicit[pairs.chosen] - implicit[pairs.rejected])
-    return max(worst, (loss + p.log()).abs().max().item())
+    return max(worst, _maxabs(loss, -p.log(), name="loss (9)"))
 
 
 # -- sec. 4.2: Definition 1, eq. (10), Theorem 1, eq. (11) ------------------------------------------
 
 
-def _potential(w: TreeWorld, terminal_zero: bool):
+def _potential(w: TreeWorld, terminal: str):
+    """Φ per state: random inside; on terminal states 0, one constant (2.5 or random), or random."""
     phi = 3 * torch.randn(w.tree.n_nodes, generator=w.g, dtype=torch.float64).to(w.reward.device)
-    return phi.masked_fill(w.tree.terminal, 0.0) if terminal_zero else phi
+    if terminal == "random":
+        return phi
+    constant = 0.0 if terminal == "zero" else 2.5 * (1 + torch.rand((), generator=w.g).item())
+    return phi.masked_fill(w.tree.terminal, constant)
 
 
-def _shaping_gap(w: TreeWorld, terminal_zero: bool) -> float:
-    phi = _potential(w, terminal_zero)
-    shaped = tm.shape_reward(w.tree, w.reward, phi, strict=False)
-    a, b = tm.soft_solve(w.tree, w.reward, w.beta), tm.soft_solve(w.tree, shaped, w.beta)
+def _shaping_gap(w: TreeWorld, terminal: str) -> float:
+    """How far shaping by Φ moves π* and the preferences of (1): soft_solve on r against
+    enumeration on the shaped reward (built here and by shape_reward)."""
+    phi = _potential(w, terminal)
+    parent = w.tree.parent.clamp(min=0)
+    shaped = w.reward + phi - phi[parent]
+    shaped[0] = 0.0
+    worst = _maxabs(tm.shape_reward(w.tree, w.reward, phi, strict=False), shaped, name="r'")
+    sol = tm.soft_solve(w.tree, w.reward, w.beta)
+    _, _, log_pi = enumerated_policy(w.tree, shaped, w.beta)
+    total = sequence_sums(w.tree, shaped)
+    p_shaped = torch.sigmoid(total[:, None] - total[None, :])
     return max(
-        _maxabs(a.log_policy, b.log_policy),
-        _maxabs(
-            tm.trajectory_preference(w.tree, w.reward), tm.trajectory_preference(w.tree, shaped)
-        ),
+        worst,
+        _maxabs(sol.log_policy, log_pi, name="π* of r vs π* of r'"),
+        _maxabs(tm.trajectory_preference(w.tree, w.reward), p_shaped, name="p* of r vs of r'"),
     )
 
 
@@ -444,28 +608,79 @@ def _shaping_gap(w: TreeWorld, terminal_zero: bool) -> float:
     "rafailov2024.theorem1.shaping",
     SRC,
     ("Definition 1", "Theorem 1"),
-    "shaping r + Φ(s_{t+1}) − Φ(s_t) with Φ = 0 at terminal states keeps π* and every "
-    "preference of (1) between sequences from s₀",
+    "shaping r + Φ(s_{t+1}) − Φ(s_t) with Φ constant on terminal states (0 or not) keeps π* and "
+    "every preference of (1) between complete sequences from s₀",
     draw=tree_world,
     tolerance=1e-9,
     why=PATH,
+    reference="π* of the shaped reward enumerated over complete sequences (worlds.soft_values); "
+    "its preferences from path sums",
 )
 def _(w: TreeWorld) -> float:
-    return _shaping_gap(w, terminal_zero=True)
+    return max(_shaping_gap(w, "zero"), _shaping_gap(w, "constant"))
 
 
 @claim(
     "rafailov2024.theorem1.terminal-potential",
     SRC,
     ("Definition 1", "Theorem 1"),
-    "drop 'V* = 0 at terminal states' (Φ ≠ 0 at leaves): shaping changes π* and the preferences",
+    "drop 'Φ constant on terminal states' (Definition 1 does not ask it; Theorem 1 asks V* = 0 "
+    "there): a Φ that differs between leaves changes π* and the preferences",
     draw=tree_world,
     tolerance=1e-9,
     why=GAP,
     expected=NEEDS,
 )
 def _(w: TreeWorld) -> float:
-    return _shaping_gap(w, terminal_zero=False)
+    return _shaping_gap(w, "random")
+
+
+@claim(
+    "rafailov2024.theorem1.plackett-luce",
+    SRC,
+    ("Theorem 1",),
+    "Theorem 1 for Plackett–Luce: the probability of a ranking of 3 complete sequences from s₀ "
+    "is the same under Σ r and under Σ β log π*/π_ref (π* from soft_solve)",
+    draw=tree_world,
+    tolerance=1e-12,
+    why="products of 3 softmax factors of sums ≤ 10²; the solver's anchor enters divided by 10³, "
+    "i.e. at 1e-9: " + PATH,
+    reference="Plackett–Luce probabilities written here from path sums of r; " + ENUM,
+)
+def _(w: TreeWorld) -> float:
+    sol, gap = _solve(w)
+    implicit = sequence_sums(w.tree, tm.implicit_rewards(w.tree, sol.log_policy, w.beta))
+    total = sequence_sums(w.tree, w.reward)
+    n = total.numel()
+    order = torch.randperm(n, generator=w.g)[: min(n, 3)].to(total.device)
+
+    def plackett_luce(x):
+        x = x[order]
+        return torch.stack([x[k] - torch.logsumexp(x[k:], 0) for k in range(len(x))]).sum().exp()
+
+    return max(gap / 1e3, _maxabs(plackett_luce(implicit), plackett_luce(total), name="PL"))
+
+
+@claim(
+    "rafailov2024.theorem1.partial-sequences",
+    SRC,
+    ("Theorem 1", "eq. (8)"),
+    "drop 'preference queries end at a terminal state' (sec. 4.2): between partial sequences "
+    "from s₀, Σ β log π*/π_ref differs from Σ r by V*(s_K) − V*(s₀), which no longer cancels",
+    draw=deep_tree_world,
+    tolerance=1e-9,
+    why=GAP,
+    expected=NEEDS,
+)
+def _(w: TreeWorld) -> float:
+    sol = tm.soft_solve(w.tree, w.reward, w.beta)
+    first = (w.tree.depth == 1).nonzero().squeeze(-1)  # one-token prefixes: never terminal here
+    implicit = tm.implicit_rewards(w.tree, sol.log_policy, w.beta)[first]
+    reward = w.reward[first]
+    gap = torch.sigmoid(implicit[:, None] - implicit[None, :]) - torch.sigmoid(
+        reward[:, None] - reward[None, :]
+    )
+    return gap.abs().max().item()
 
 
 @claim(
@@ -477,6 +692,7 @@ def _(w: TreeWorld) -> float:
     draw=_impossible_world,
     tolerance=1e-9,
     why=PATH,
+    reference="V* enumerated over complete sequences (worlds.soft_values)",
 )
 def _(w: TreeWorld) -> float:
     sol = tm.soft_solve(w.tree, w.reward, w.beta)
@@ -487,37 +703,51 @@ def _(w: TreeWorld) -> float:
     _, residual = tm.recover_potential(
         w.tree, torch.where(torch.isfinite(w.tree.log_ref), w.reward, 0.0), implicit
     )
-    return max(_maxabs(implicit[1:], rhs[1:], reach[1:]), residual.abs().max().item())
+    return max(
+        _maxabs(implicit[1:], rhs[1:], reach[1:], name="implicit reward (10)"),
+        _maxabs(residual, 0.0, name="recover_potential residual"),
+    )
 
 
 # -- sec. 5.2: eqs. (12)–(13), search ------------------------------------------------------------------
 
 
+def _guided(w: TreeWorld, v: torch.Tensor) -> torch.Tensor:
+    """Objective (12) at every node: Σ_{t≤K}(r + β log π_ref) along the path, plus V*(s_{K+1})."""
+    step = w.reward + w.beta * w.tree.log_ref
+    prefix = torch.zeros_like(step)
+    parent = w.tree.parent.tolist()
+    for n in range(1, w.tree.n_nodes):  # nodes are breadth-first: the parent comes first
+        prefix[n] = prefix[parent[n]] + step[n]
+    return prefix + torch.where(w.tree.terminal, 0.0, v)
+
+
 def _frontier_objectives(w: TreeWorld, depth: int):
     sol = tm.soft_solve(w.tree, w.reward, w.beta)
+    _, v = soft_values(w.tree, w.reward, w.beta)
     nodes = tm.frontier(w.tree, depth)
-    guided = (
-        tm.prefix_sum(w.tree, w.reward + w.beta * w.tree.log_ref)[nodes] + sol.v[nodes]
-    )  # eq. (12)
+    guided = _guided(w, v)[nodes]  # eq. (12), from enumeration
     likelihood = tm.prefix_sum(w.tree, w.beta * sol.log_policy)[nodes]  # Σ β log π*
-    return sol, nodes, guided, likelihood
+    return sol, v, nodes, guided, likelihood
 
 
 @claim(
     "rafailov2024.eq13.printed",
     SRC,
     ("eq. (12)", "eq. (13)"),
-    "as printed: objective (12) = −V*(s₀) + Σ_t β log π*(a_t|s_t) on every partial sequence",
+    "as printed: objective (12) = −V*(s₀) + Σ_t β log π*(a_t|s_t) on every partial sequence; "
+    "it misses by exactly −2V*(s₀)",
     draw=deep_tree_world,
     tolerance=1e-9,
     why=GAP,
     expected=ERRATUM,
     corrected="rafailov2024.eq13.corrected",
 )
-def _(w: TreeWorld) -> float:
+def _(w: TreeWorld) -> Miss:
     depth = 1 + int(torch.randint(w.tree.max_depth, (), generator=w.g))
-    sol, _, guided, likelihood = _frontier_objectives(w, depth)
-    return _maxabs(guided, -sol.v[0] + likelihood)
+    _, v, _, guided, likelihood = _frontier_objectives(w, depth)
+    corrected = _maxabs(guided, v[0] + likelihood, name="(12) vs +V*(s₀) + Σ β log π*")
+    return miss(-v[0] + likelihood, guided, -2 * v[0] * torch.ones_like(guided), corrected)
 
 
 @claim(
@@ -529,23 +759,24 @@ def _(w: TreeWorld) -> float:
     draw=deep_tree_world,
     tolerance=1e-9,
     why=PATH,
+    reference="(12) from V* enumerated over complete sequences and prefix sums written here",
 )
 def _(w: TreeWorld) -> float:
     worst = 0.0
     for depth in range(1, w.tree.max_depth + 1):
-        sol, nodes, guided, likelihood = _frontier_objectives(w, depth)
-        worst = max(worst, _maxabs(guided, sol.v[0] + likelihood))
+        sol, v, nodes, guided, likelihood = _frontier_objectives(w, depth)
+        worst = max(worst, _maxabs(guided, v[0] + likelihood, name="(12) vs (13) corrected"))
         picked = tm.best_prefix(w.tree, w.beta * sol.log_policy, depth).node
         worst = max(worst, guided.max().item() - guided[nodes.tolist().index(picked)].item())
     return worst
 
 
 @claim(
-    "rafailov2024.eq12.no-value",
+    "rafailov2024.eq12.other-beta",
     SRC,
-    ("eq. (12)",),
-    "drop the V*(s_{K+1}) frontier term: search on Σ(r + β log π_ref) alone picks a partial "
-    "sequence that is worse under (12)",
+    ("eq. (12)", "eq. (13)"),
+    "drop 'π* is the optimum at the β of (12)': likelihood search on the optimum for 2β picks "
+    "partial sequences that are worse under (12)",
     draw=deep_tree_world,
     tolerance=1e-9,
     why=GAP,
@@ -553,38 +784,107 @@ def _(w: TreeWorld) -> float:
 )
 def _(w: TreeWorld) -> float:
     worst = 0.0
-    for depth in range(1, w.tree.max_depth):
-        _, nodes, guided, _ = _frontier_objectives(w, depth)
-        myopic = tm.best_prefix(w.tree, w.reward + w.beta * w.tree.log_ref, depth).node
-        worst = max(worst, guided.max().item() - guided[nodes.tolist().index(myopic)].item())
+    other = tm.soft_solve(w.tree, w.reward, 2 * w.beta)
+    for depth in range(1, w.tree.max_depth + 1):
+        _, _, nodes, guided, _ = _frontier_objectives(w, depth)
+        picked = tm.best_prefix(w.tree, other.log_policy, depth).node
+        worst = max(worst, guided.max().item() - guided[nodes.tolist().index(picked)].item())
     return worst
+
+
+def _beam_reference(tree, objective: list[float], width: int) -> int:
+    """Beam search written here over the nodes: every open prefix in the beam is replaced by its
+    children, the ``width`` best by ``objective`` (ties to the earlier node) are kept, finished
+    sequences keep their slots; returns the best finished node."""
+    kids: dict[int, list[int]] = {}
+    for n, p in enumerate(tree.parent.tolist()):
+        kids.setdefault(p, []).append(n)
+    terminal = tree.terminal.tolist()
+    beam = [0]
+    while not all(terminal[n] for n in beam):
+        cand = sorted(
+            [n for n in beam if terminal[n]]
+            + [c for n in beam if not terminal[n] for c in kids.get(n, [])]
+        )
+        beam = sorted(cand, key=lambda n: -objective[n])[:width]
+    return max(beam, key=lambda n: (objective[n], -n))
 
 
 @claim(
     "rafailov2024.sec52.beam",
     SRC,
     ("unnumbered: sec. 5.2, beam search on π*",),
-    "likelihood beam search on π* with a beam as wide as the largest frontier is exact search "
-    "for the best complete sequence under Σ r + β log π_ref",
+    "likelihood beam search on π* of any width k is V*-guided beam search on (12) with the same "
+    "k (exact search once k ≥ the number of leaves; not in general, see sec52.greedy)",
     draw=tree_world,
     tolerance=1e-9,
     why=PATH,
+    reference="a beam search written here on objective (12) from V* enumerated over complete "
+    "sequences; the best complete sequence by enumeration",
 )
 def _(w: TreeWorld) -> float:
     sol = tm.soft_solve(w.tree, w.reward, w.beta)
-    width = max(tm.frontier(w.tree, d).numel() for d in range(1, w.tree.max_depth + 1))
-    beam = tm.beam_search(w.tree, w.beta * sol.log_policy, width)
-    totals = sequence_sums(w.tree, w.reward + w.beta * w.tree.log_ref)
-    k = w.tree.leaves.tolist().index(beam.node)
-    return totals.max().item() - totals[k].item()
+    _, v = soft_values(w.tree, w.reward, w.beta)
+    guided = _guided(w, v)
+    totals = guided[w.tree.leaves]  # Σ r + β log π_ref of each complete sequence
+    n_leaves = int(w.tree.terminal.sum())
+    objective = guided.tolist()
+    worst = 0.0
+    for k in range(1, n_leaves + 1):
+        beam = tm.beam_search(w.tree, w.beta * sol.log_policy, k)
+        ref = _beam_reference(w.tree, objective, k)
+        worst = max(
+            worst,
+            _maxabs(guided[beam.node], guided[ref], name=f"width {k}: (12) of the pick"),
+            _maxabs(beam.score + v[0], guided[beam.node], name=f"width {k}: beam score + V*(s₀)"),
+        )
+    return max(worst, _maxabs(guided[beam.node], totals.max(), name="full width vs best"))
+
+
+@claim(
+    "rafailov2024.sec52.greedy",
+    SRC,
+    ("unnumbered: sec. 5.2, beam search on π*",),
+    "drop the full width: greedy (width 1) likelihood decoding on π* misses the best complete "
+    "sequence under Σ r + β log π_ref on some trees (sec. 5.2's 'equivalent' needs exhaustive search)",
+    draw=deep_tree_world,
+    tolerance=1e-9,
+    why=GAP,
+    expected=NEEDS,
+)
+def _(w: TreeWorld) -> float:
+    worst = 0.0
+    for _ in range(8):  # eight reward functions on the same tree
+        reward = 3 * (2 * torch.rand(w.tree.n_nodes, generator=w.g, dtype=torch.float64) - 1)
+        reward = reward.to(w.reward.device)
+        sol = tm.soft_solve(w.tree, reward, w.beta)
+        totals = sequence_sums(w.tree, reward + w.beta * w.tree.log_ref)
+        greedy = tm.beam_search(w.tree, w.beta * sol.log_policy, 1)
+        k = w.tree.leaves.tolist().index(greedy.node)
+        worst = max(worst, totals.max().item() - totals[k].item())
+    return worst
 
 
 # -- sec. 5.3: eq. (14) -----------------------------------------------------------------------------------
 
 
 def _random_tree_policy(w: TreeWorld):
+    """log π: a log-softmax of random logits over each state's children, written here."""
     logits = 2 * torch.randn(w.tree.n_nodes, generator=w.g, dtype=torch.float64).to(w.reward.device)
-    return tm.soft_solve(w.tree, tm.reward_from_q(w.tree, logits, 1.0), 1.0).log_policy
+    parent = w.tree.parent.clamp(min=0)
+    child, x = parent[1:], logits[1:]
+    m = torch.zeros_like(logits).scatter_reduce(0, child, x, "amax", include_self=False)
+    s = torch.zeros_like(logits).index_add(0, child, (x - m[child]).exp())
+    log_pi = logits - m[parent] - s[parent].log()
+    log_pi[0] = 0.0
+    return log_pi
+
+
+def _state_means(w: TreeWorld, values: torch.Tensor) -> torch.Tensor:
+    """Σ over each state's children of π_ref · values (0 at terminal states), by index_add."""
+    parent = w.tree.parent.clamp(min=0)
+    out = torch.zeros_like(values)
+    return out.index_add(0, parent[1:], (w.tree.log_ref.exp() * values)[1:])
 
 
 @claim(
@@ -595,28 +895,26 @@ def _random_tree_policy(w: TreeWorld):
     draw=tree_world,
     tolerance=1e-12,
     why="sums of ≤ 4 products of probabilities and log-ratios ≤ 10²",
+    reference="KL(π_ref ‖ π) per state and over enumerated complete sequences, written here",
 )
 def _(w: TreeWorld) -> float:
     log_pi = _random_tree_policy(w)
     got = tm.expected_implicit_reward(w.tree, log_pi, w.beta)
-    worst = max(0.0, got.max().item())
-    for s in (~w.tree.terminal).nonzero().squeeze(-1).tolist():
-        kids = (w.tree.parent == s).nonzero().squeeze(-1)
-        kl = tb.kl_divergence(w.tree.log_ref[kids].exp(), log_pi[kids].exp()).item()
-        worst = max(worst, abs(got[s].item() + w.beta * kl))
+    kl_state = _state_means(w, w.tree.log_ref - log_pi)
+    worst = max(max(0.0, got.max().item()), _maxabs(got, -w.beta * kl_state, name="(14)"))
     ref_law = sequence_sums(w.tree, w.tree.log_ref).exp()
     law = sequence_sums(w.tree, log_pi).exp()
     sequence = (ref_law * w.beta * tm.sequence_logratios(w.tree, log_pi)).sum()
-    worst = max(worst, abs(sequence + w.beta * tb.kl_divergence(ref_law, law)).item())
+    worst = max(worst, _maxabs(sequence, -w.beta * kl(ref_law, law), name="(14) over sequences"))
     return max(worst, max(0.0, sequence.item()))
 
 
 @claim(
-    "rafailov2024.eq14.under-policy",
+    "rafailov2024.eq14.unnormalised",
     SRC,
-    ("eq. (14)",),
-    "drop 'expectation under π_ref': under π itself the mean implicit reward is +β KL(π ‖ π_ref) "
-    "≥ 0, so it need not decline",
+    ("eq. (14)", "unnumbered: sec. 5.3, implicit rewards decline"),
+    "drop 'π is a normalised policy' (log π = logits shifted by c(s) > 0 per state): "
+    "E_{π_ref}[β log π/π_ref] = β c(s) − β KL can be positive, so nothing need decline",
     draw=tree_world,
     tolerance=1e-9,
     why=GAP,
@@ -624,5 +922,12 @@ def _(w: TreeWorld) -> float:
 )
 def _(w: TreeWorld) -> float:
     log_pi = _random_tree_policy(w)
-    law = sequence_sums(w.tree, log_pi).exp()
-    return max(0.0, (law * w.beta * tm.sequence_logratios(w.tree, log_pi)).sum().item())
+    shift = 0.5 + 1.5 * torch.rand(w.tree.n_nodes, generator=w.g, dtype=torch.float64)
+    shift = shift.to(log_pi.device)
+    shifted = log_pi + shift[w.tree.parent.clamp(min=0)]
+    mean = _state_means(w, w.beta * (shifted - w.tree.log_ref))
+    predicted = w.beta * (shift - _state_means(w, w.tree.log_ref - log_pi))
+    internal = ~w.tree.terminal
+    off = _maxabs(mean[internal], predicted[internal], name="E[β log π/π_ref]")
+    size = max(0.0, mean[internal].max().item())
+    return _measured("the mean implicit reward", size, size if off <= 1e-9 else math.inf, 1e-9)

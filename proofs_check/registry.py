@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,13 +18,92 @@ class Outcome(str, enum.Enum):
     """What a claim asserts about its residual over the drawn instances."""
 
     HOLDS = "holds"
-    """An identity or optimality statement: the residual stays under tolerance on every instance."""
+    """A statement checked against an independent reference (enumeration, scipy, a separately
+    written closed form): the residual stays under tolerance on every instance."""
+    IDENTITY = "identity"
+    """A statement that holds by construction once the library's quantities are what they are
+    (e.g. a telescoping sum): checked like a holds claim, but not counted as verification."""
     ERRATUM = "erratum"
-    """An equation as printed that is wrong: some instance has a residual above tolerance; the
-    claim names the corrected form (a HOLDS claim)."""
+    """An equation as printed that is wrong, measured: on every instance the printed form misses
+    by exactly the discrepancy the correction predicts and the corrected form holds, and the miss
+    exceeds the tolerance on some instance. The claim names its corrected (holds) claim."""
     NEEDS_ASSUMPTION = "needs-assumption"
-    """A true statement with one assumption dropped: some instance has a residual above tolerance,
-    showing why the assumption is there."""
+    """A true statement with one assumption the source makes dropped: some instance has a finite
+    residual above tolerance, showing why the assumption is there."""
+
+
+VERIFYING = (Outcome.HOLDS,)
+"""The kinds the summary line counts as verified."""
+
+
+class NonFinite(ArithmeticError):
+    """A quantity under test is NaN or infinite where its reference is not: never a pass."""
+
+
+@dataclass(frozen=True)
+class Miss:
+    """An erratum measured on one instance.
+
+    Attributes:
+        size: how far the printed form is from the truth (max |printed − truth|).
+        off: how far that miss is from the discrepancy the correction predicts, relative to its
+            size: max |(printed − truth) − predicted| / (1 + |predicted|) (a printed Z(x) can be
+            e^{50}); round-off for a well-understood erratum.
+        corrected: the residual of the corrected form on the same instance.
+    """
+
+    size: float
+    off: float
+    corrected: float
+
+
+def miss(printed, truth, predicted, corrected: float, name: str = "printed form") -> Miss:
+    """The :class:`Miss` of a printed form against the truth, given the predicted discrepancy
+    (printed − truth, elementwise); raises :class:`NonFinite` on a NaN/inf anywhere."""
+    printed, truth = torch.as_tensor(printed, dtype=torch.float64), torch.as_tensor(truth)
+    predicted = torch.as_tensor(predicted, dtype=torch.float64)
+    for what, x in ((name, printed), ("truth", truth), ("predicted discrepancy", predicted)):
+        if not torch.isfinite(x).all():
+            raise NonFinite(f"{what} is not finite ({_first_bad(x)})")
+    gap = printed - truth
+    return Miss(
+        size=gap.abs().max().item(),
+        off=((gap - predicted).abs() / (1 + predicted.abs())).max().item(),
+        corrected=float(corrected),
+    )
+
+
+def maxabs(name: str, got, want, mask=None) -> float:
+    """max |got − want| (over ``mask``) for the quantity ``name``: −inf must sit exactly where the
+    reference has it (both −inf: difference 0); a NaN or +inf in either, or −inf in one only,
+    raises :class:`NonFinite` naming the quantity and the first such position. Never skips a
+    position, so a non-finite value under test can never pass."""
+    got, want = (
+        x if torch.is_tensor(x) else torch.as_tensor(x, dtype=torch.float64) for x in (got, want)
+    )
+    if torch.float32 in (got.dtype, want.dtype) or torch.float16 in (got.dtype, want.dtype):
+        raise TypeError(f"{name}: compare in float64, got {got.dtype} and {want.dtype}")
+    if mask is not None:
+        got, want = got[mask], want[mask]
+    got, want = torch.broadcast_tensors(got, want)
+    for what, x in (("", got), (" (reference)", want)):
+        bad = torch.isnan(x) | (x == math.inf)
+        if bad.any():
+            k = tuple(bad.nonzero()[0].tolist())
+            raise NonFinite(f"{name}{what} is {x[k].item()} at {k}")
+    neg_got, neg_want = got == -math.inf, want == -math.inf
+    if not torch.equal(neg_got, neg_want):
+        k = tuple((neg_got != neg_want).nonzero()[0].tolist())
+        raise NonFinite(f"{name} is {got[k].item()} at {k} where the reference is {want[k].item()}")
+    both = neg_got & neg_want
+    diff = torch.where(both, 0.0, got.double() - want.double()).abs()
+    return diff.max().item() if diff.numel() else 0.0
+
+
+def _first_bad(x: Tensor) -> str:
+    bad = (~torch.isfinite(x)).nonzero()
+    where = tuple(bad[0].tolist()) if bad.numel() else ()
+    return f"{x[where].item() if where or x.dim() == 0 else 'nan'} at {where}"
 
 
 @dataclass(frozen=True)
@@ -38,10 +118,15 @@ class Claim:
         statement: one line, what is checked.
         expected: the :class:`Outcome` the catalogue asserts.
         draw: ``draw(generator, device) -> instance``, a random instance from a seeded generator.
-        residual: ``residual(instance) -> float`` (≥ 0; compared with ``tolerance``).
+        residual: ``residual(instance) -> float`` (≥ 0; compared with ``tolerance``); for an
+            erratum, ``residual(instance) -> Miss``.
         tolerance: the bound on the residual, and ``why``: its justification.
+        reference: the independent computation the residual compares against (enumeration over
+            complete sequences, scipy optimisation, a closed form written separately); for an
+            identity, why it holds by construction. Never the function under test.
         corrected: for an erratum, the id of the claim with the corrected form.
-        tags: free labels for ``--claim`` filters (e.g. "bandit", "tree", "symbolic").
+        tags: labels for ``--claim`` filters (e.g. "bandit", "tree", "layered", "symbolic", "lm";
+            ``proofs-check --list`` shows them all).
         quick: part of the CI subset.
         instances: how many instances a full run draws (``--instances`` overrides).
     """
@@ -52,9 +137,10 @@ class Claim:
     statement: str
     expected: Outcome
     draw: Callable[[torch.Generator, torch.device], Any]
-    residual: Callable[[Any], float]
+    residual: Callable[[Any], Any]
     tolerance: float
     why: str
+    reference: str = ""
     corrected: str | None = None
     tags: tuple[str, ...] = ()
     quick: bool = True
@@ -71,17 +157,45 @@ class Result:
     failing_instance: int | None  # first instance over tolerance (None: none)
     residuals: list[float] = field(repr=False, default_factory=list)
     seconds: float = 0.0
+    error: str | None = None  # a raising residual or a non-finite discrepancy, with its instance
+    max_off: float | None = None  # erratum: worst |miss − predicted discrepancy|
+    max_corrected: float | None = None  # erratum: worst residual of the corrected form
+    message: str | None = None  # holds: the first non-finite quantity, with its instance
 
     @property
     def observed(self) -> str:
-        """ "holds" when no instance exceeds the tolerance, "fails" otherwise."""
+        """ "error" when a residual raised (or an erratum/needs-assumption discrepancy was not
+        finite), else "holds" when no instance exceeds the tolerance, "fails" otherwise."""
+        if self.error is not None:
+            return "error"
         return "holds" if self.failing_instance is None else "fails"
 
     @property
+    def measured(self) -> bool:
+        """For an erratum: the miss equals the predicted discrepancy and the corrected form holds
+        on every instance (to tolerance)."""
+        tol = self.claim.tolerance
+        return (
+            self.max_off is not None
+            and self.max_corrected is not None
+            and self.max_off <= tol
+            and self.max_corrected <= tol
+        )
+
+    @property
     def ok(self) -> bool:
-        """The claim has its expected outcome: a HOLDS claim holds; an ERRATUM or a
-        NEEDS_ASSUMPTION claim fails on some instance."""
-        return (self.observed == "holds") == (self.claim.expected is Outcome.HOLDS)
+        """The claim has its expected outcome: a HOLDS or IDENTITY claim holds on every instance;
+        a NEEDS_ASSUMPTION claim fails by a finite amount on some instance; an ERRATUM misses on
+        some instance, by the predicted discrepancy on every instance, its corrected form
+        holding. A claim that raised is never ok."""
+        if self.observed == "error":
+            return False
+        kind = self.claim.expected
+        if kind in (Outcome.HOLDS, Outcome.IDENTITY):
+            return self.observed == "holds"
+        if kind is Outcome.NEEDS_ASSUMPTION:
+            return self.observed == "fails"
+        return self.observed == "fails" and self.measured
 
     def record(self) -> dict[str, Any]:
         """The JSON record of this result (schema in :mod:`proofs_check.cli`)."""
@@ -92,6 +206,7 @@ class Result:
             "refs": list(c.refs),
             "statement": c.statement,
             "expected": c.expected.value,
+            "reference": c.reference,
             "observed": self.observed,
             "ok": self.ok,
             "instances": self.instances,
@@ -99,6 +214,10 @@ class Result:
             "tolerance": c.tolerance,
             "why_tolerance": c.why,
             "failing_instance": self.failing_instance,
+            "max_off": self.max_off,
+            "max_corrected": self.max_corrected,
+            "error": self.error,
+            "message": self.message,
             "corrected": c.corrected,
             "tags": list(c.tags),
             "seconds": round(self.seconds, 4),
@@ -116,6 +235,10 @@ def register(claim: Claim) -> Claim:
         raise ValueError(f"claim {claim.id}: tolerance must be positive")
     if claim.expected is Outcome.ERRATUM and not claim.corrected:
         raise ValueError(f"claim {claim.id}: an erratum must name its corrected claim")
+    if claim.expected in (Outcome.HOLDS, Outcome.IDENTITY) and not claim.reference:
+        raise ValueError(
+            f"claim {claim.id}: a {claim.expected.value} claim must name its reference"
+        )
     REGISTRY[claim.id] = claim
     return claim
 
@@ -130,6 +253,7 @@ def claim(
     tolerance: float,
     why: str,
     expected: Outcome = Outcome.HOLDS,
+    reference: str = "",
     corrected: str | None = None,
     tags: tuple[str, ...] = (),
     quick: bool = True,
@@ -149,6 +273,7 @@ def claim(
                 residual=residual,
                 tolerance=tolerance,
                 why=why,
+                reference=reference,
                 corrected=corrected,
                 tags=tags,
                 quick=quick,
@@ -162,7 +287,8 @@ def claim(
 
 def select(patterns: Iterable[str] = (), *, quick: bool = False) -> list[Claim]:
     """The claims matching one of the patterns (all claims without patterns), in registration
-    order: a pattern matches an id, a dotted prefix of it (``nguyen2025.eq11``) or a tag.
+    order: a pattern matches an id, a dotted prefix of it (``nguyen2025.eq11``), a tag
+    (``tree``, ``bandit``, ``lm``) or a kind (``erratum``, ``identity``).
     ``quick`` keeps the CI subset only."""
     patterns = list(patterns)
     chosen = []
@@ -176,7 +302,12 @@ def select(patterns: Iterable[str] = (), *, quick: bool = False) -> list[Claim]:
 
 
 def _matches(c: Claim, pattern: str) -> bool:
-    return c.id == pattern or c.id.startswith(pattern + ".") or pattern in c.tags
+    return (
+        c.id == pattern
+        or c.id.startswith(pattern + ".")
+        or pattern in c.tags
+        or pattern == c.expected.value
+    )
 
 
 def run_claim(
@@ -185,20 +316,47 @@ def run_claim(
     """Draw the claim's instances from ``seed`` and evaluate its residual on each.
 
     Instance i is drawn from a ``torch.Generator`` seeded with (seed, claim id, i), so a run is
-    reproducible and one claim's instances do not depend on which others run.
+    reproducible and one claim's instances do not depend on which others run. A NaN or infinite
+    residual (or a :class:`NonFinite` raised by a comparison) fails a holds claim, naming the
+    instance; for an erratum or a needs-assumption claim it is an error (their discrepancy must be
+    finite). Any other exception is an error for this claim: it is caught and reported in the
+    result, never raised.
     """
-    import time
-
     device = torch.device(device)
     n = c.instances if instances is None else int(instances)
+    if n < 1:
+        raise ValueError(f"instances must be ≥ 1, got {n}")
+    asserts_failure = c.expected in (Outcome.ERRATUM, Outcome.NEEDS_ASSUMPTION)
     start = time.perf_counter()
     residuals: list[float] = []
-    failing = None
+    failing = error = message = None
+    offs: list[float] = []
+    corrected: list[float] = []
     for i in range(n):
         g = torch.Generator().manual_seed(_instance_seed(seed, c.id, i))
-        value = float(c.residual(c.draw(g, device)))
-        if math.isnan(value):
-            value = math.inf  # a NaN residual is a failure, never a pass
+        try:
+            value = c.residual(c.draw(g, device))
+            if c.expected is Outcome.ERRATUM:
+                if not isinstance(value, Miss):
+                    raise TypeError(f"an erratum's residual must return a Miss, got {value!r}")
+                offs.append(value.off)
+                corrected.append(value.corrected)
+                parts = (value.size, value.off, value.corrected)
+                if not all(math.isfinite(x) for x in parts):
+                    raise NonFinite(f"size, off, corrected = {parts}")
+                value = value.size
+            value = float(value)
+            if not math.isfinite(value):
+                raise NonFinite(f"residual is {value}")
+        except NonFinite as e:
+            if asserts_failure:
+                error = f"instance {i}: non-finite discrepancy: {e}"
+                break
+            message = message or f"instance {i}: {e}"
+            value = math.inf
+        except Exception as e:  # one raising claim must not end the run
+            error = f"instance {i}: {type(e).__name__}: {e}"
+            break
         residuals.append(value)
         if failing is None and not value <= c.tolerance:
             failing = i
@@ -209,6 +367,10 @@ def run_claim(
         failing_instance=failing,
         residuals=residuals,
         seconds=time.perf_counter() - start,
+        error=error,
+        max_off=max(offs) if offs else None,
+        max_corrected=max(corrected) if corrected else None,
+        message=message,
     )
 
 

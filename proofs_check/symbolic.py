@@ -35,6 +35,7 @@ def _terms(expr) -> int:
     draw=_size(2, 3),
     tolerance=0.5,
     why=EXACT,
+    reference="sympy: the expanded difference of the two sides has no term left",
     tags=("symbolic",),
     instances=2,
 )
@@ -66,6 +67,7 @@ def _(n: int) -> float:
     draw=_size(1, 1),
     tolerance=0.5,
     why=EXACT,
+    reference="sympy: the expanded difference of the two sides has no term left",
     tags=("symbolic",),
     instances=1,
 )
@@ -86,6 +88,7 @@ def _(n: int) -> float:
     draw=_size(2, 5),
     tolerance=0.5,
     why=EXACT,
+    reference="sympy: the expanded difference of the two sides has no term left",
     tags=("symbolic",),
     instances=3,
 )

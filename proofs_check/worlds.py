@@ -153,3 +153,37 @@ def soft_values(tree: tm.TokenTree, reward: Tensor, beta: float) -> tuple[Tensor
     q = reward + beta * tree.log_ref + v
     q[0] = 0.0
     return q, v
+
+
+# -- closed forms written here, sharing no code with toybandit ----------------------------------
+
+
+def gibbs(reward: Tensor, ref: Tensor, beta: float) -> Tensor:
+    """π_ref e^{r/β} / Σ π_ref e^{r/β}, written directly (max-shifted exponentials)."""
+    x = ref.log() + reward / beta
+    e = (x - x.max()).exp()
+    return e / e.sum()
+
+
+def log_z(reward: Tensor, ref: Tensor, beta: float) -> Tensor:
+    """β log Σ_y π_ref(y) e^{r(y)/β}, written directly."""
+    x = ref.log() + reward / beta
+    m = x.max()
+    return beta * (m + (x - m).exp().sum().log())
+
+
+def kl(p: Tensor, q: Tensor) -> Tensor:
+    """Σ p log p/q with 0 log 0 = 0, written directly."""
+    seen = p > 0
+    return (p[seen] * (p[seen].log() - q[seen].log())).sum()
+
+
+def enumerated_policy(
+    tree: tm.TokenTree, reward: Tensor, beta: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(Q*, V*, log π*) from :func:`soft_values`: log π*(a|s) = (Q*(s, a) − V*(s))/β."""
+    q, v = soft_values(tree, reward, beta)
+    parent = tree.parent.clamp(min=0)
+    log_pi = torch.where(q == -math.inf, -math.inf, (q - v[parent]) / beta)
+    log_pi[0] = 0.0
+    return q, v, log_pi

@@ -19,8 +19,9 @@ from proofs_check.registry import Claim, Outcome, register
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 RECORD_KEYS = {
-    "id", "source", "refs", "statement", "expected", "observed", "ok", "instances",
-    "max_residual", "tolerance", "why_tolerance", "failing_instance", "corrected", "tags", "seconds",
+    "id", "source", "refs", "statement", "expected", "reference", "observed", "ok", "instances",
+    "max_residual", "tolerance", "why_tolerance", "failing_instance", "max_off", "max_corrected",
+    "error", "message", "corrected", "tags", "seconds",
 }  # fmt: skip
 
 
@@ -96,6 +97,7 @@ def test_a_holds_claim_that_fails_is_a_mismatch(capsys):
         residual=lambda inst: 1.0,
         tolerance=1e-9,
         why="test",
+        reference="test",
     )
     register(broken)
     try:
@@ -119,7 +121,7 @@ def test_registry_contract():
 
 def test_nan_residual_is_a_failure():
     claim = Claim("test.nan", "Nguyen 2025", ("eq. (1)",), "nan", Outcome.HOLDS,
-                  lambda g, d: None, lambda inst: float("nan"), 1.0, "test")  # fmt: skip
+                  lambda g, d: None, lambda inst: float("nan"), 1.0, "test", "test")  # fmt: skip
     assert not pc.run_claim(claim, instances=1).ok
 
 
@@ -171,3 +173,110 @@ def test_lm_claims_on_a_local_checkpoint(tmp_path, capsys):
     finally:
         lm_claims.set_model(None)
     assert main(["--claim", "nguyen2025.eq1", "--model", str(tmp_path)]) == 2  # no LM claim chosen
+
+
+# -- the CLI's contract: refusals, listing, pluralisation, schema, threads --------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--instances", "0"], "--instances must be ≥ 1, got 0"),
+        (["--instances", "-3"], "--instances must be ≥ 1, got -3"),
+        (["--device", "foo"], "is not a torch device"),
+        (["--device", "tpu"], "is not a torch device"),
+        (["--threads", "0"], "--threads must be ≥ 1"),
+    ],
+)
+def test_bad_options_are_one_line_errors(capsys, argv, message):
+    assert main([*argv, "--claim", "nguyen2025.eq1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0 and "Traceback" not in err
+
+
+def test_unavailable_cuda_is_refused(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["--device", "cuda", "--claim", "nguyen2025.eq1"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_device_errors_from_the_console_have_no_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "proofs_check", "--device", "foo"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("proofs-check: error:")
+
+
+def test_list_shows_ids_kinds_tags_and_sources(capsys):
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for c in pc.REGISTRY.values():
+        assert c.id in out
+    for word in ("identity", "erratum", "needs-assumption", "holds", "bandit", "tree", "layered",
+                 "symbolic", "Nguyen 2025", "Rafailov et al. 2024"):  # fmt: skip
+        assert word in out
+    assert main(["--list", "--claim", "erratum"]) == 0
+    listed = capsys.readouterr().out
+    assert "rafailov2024.eq13.printed" in listed and "rafailov2024.eq13.corrected" not in listed
+
+
+def test_tags_named_in_help_and_docstrings_select_claims():
+    from proofs_check.cli import _parser
+
+    help_text = _parser().format_help()
+    for tag in ("bandit", "tree", "layered", "symbolic", "erratum", "identity"):
+        assert tag in help_text
+        assert pc.select([tag]), f"--claim {tag} selects nothing"
+    for tag in re.findall(r'"(\w+)"', Claim.__doc__.split("tags:")[1].split("quick:")[0]):
+        assert pc.select([tag]), f"Claim docstring's example tag {tag!r} selects nothing"
+
+
+def test_help_carries_the_json_schema():
+    from proofs_check.cli import JSON_SCHEMA, _parser
+
+    help_text = _parser().format_help()
+    assert "JSON schema" in help_text and JSON_SCHEMA.splitlines()[1] in help_text
+    for key in RECORD_KEYS:
+        assert key in JSON_SCHEMA, key
+
+
+def test_one_claim_is_singular(capsys):
+    assert main(["--claim", "nguyen2025.eq1.optimum", "--instances", "1"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("1 claim (") and "1/1 verified" in line
+    assert main(["--claim", "nguyen2025.eq11", "--instances", "1"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("2 claims (") and "1 erratum measured" in line
+
+
+def test_summary_counts_only_anchored_claims_as_verified(capsys):
+    assert main(["--claim", "rafailov2024.eq15-16", "--instances", "1"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "0/0 verified" in line and "1 identity (not counted as verified)" in line
+
+
+def test_threads_are_one_during_the_run_and_restored(monkeypatch):
+    seen = []
+    register(Claim("test.threads", "Nguyen 2025", ("eq. (1)",), "threads", Outcome.HOLDS,
+                   lambda g, d: None, lambda inst: seen.append(torch.get_num_threads()) or 0.0,
+                   1.0, "test", "test"))  # fmt: skip
+    before = torch.get_num_threads()
+    try:
+        assert main(["--claim", "test.threads", "--instances", "1"]) == 0
+        assert main(["--claim", "test.threads", "--instances", "1", "--threads", "2"]) == 0
+    finally:
+        del pc.REGISTRY["test.threads"]
+    assert seen == [1, 2] and torch.get_num_threads() == before
+
+
+def test_every_holds_claim_is_anchored_and_tight():
+    """Each holds claim names a reference that is not 'by construction', and its tolerance is a
+    round-off or optimiser bound, never a number that lets anything pass."""
+    for c in pc.REGISTRY.values():
+        if c.expected is Outcome.HOLDS:
+            assert c.reference and "by construction" not in c.reference, c.id
+            assert c.tolerance <= 1e-5 or "symbolic" in c.tags, c.id
+        if c.expected is Outcome.IDENTITY:
+            assert "by construction" in c.reference, c.id
+        assert c.tolerance <= 1e-5 or "symbolic" in c.tags, c.id
