@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print JSON records (schema above)")
     parser.add_argument("--markdown", action="store_true", help="print the coverage table and exit")
+    parser.add_argument(
+        "--loss",
+        metavar="MODULE:FUNCTION",
+        help="instead of the catalogue: where a per-pair loss (or FILE.py:FUNCTION) converges "
+        "on a panel of exact worlds, against π* (see proofs_check.user_loss)",
+    )
+    parser.add_argument("--beta", type=float, default=0.5, help="β for --loss (default 0.5)")
     return parser
 
 
@@ -61,6 +68,10 @@ QUICK_INSTANCES = 5
 def run(argv: Sequence[str] | None = None) -> tuple[list[Result], int]:
     """Parse ``argv``, run the selected claims, print the report; return (results, exit code)."""
     args = _parser().parse_args(argv)
+    if args.loss:
+        from .user_loss import run_user_loss
+
+        return [], run_user_loss(args.loss, args.beta, as_json=args.json)
     if args.markdown:
         print(coverage_markdown())
         return [], 0

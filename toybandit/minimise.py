@@ -235,12 +235,13 @@ def minimise_loss(
             # a vanishing step certifies a minimiser only where the gradient vanishes too (at a
             # kink of a non-smooth loss the line search shrinks the step, not the gradient)
             converged = bool(grad.abs().max() <= 1e-8 * scale)
+            stalled = not converged
             break
         if (theta - log_ref)[support].min() < -_SATURATED:
             # e^q underflows next: the loss went flat at the boundary (bounded losses such as
             # apo_zero saturate in one long step); the escape is the whole way travelled
             history.append(theta - log_ref)
-            escaped = _confirm_escape(decrease, theta, history[-1], support)
+            escaped = _confirm_escape(decrease, theta, history[-1], support, strict=0)
             break
         if _escaping(history):
             escaped = _confirm_escape(decrease, theta, history[-1], support)
@@ -368,13 +369,21 @@ def _unit_ray(direction: Tensor, support: Tensor) -> Tensor:
     return torch.where(support, direction, 0.0) / fastest.clamp_min(1e-300), slope / fastest
 
 
-def _confirm_escape(decrease, theta: Tensor, direction: Tensor, support: Tensor) -> bool:
-    """L falls (or stays flat to rounding) at every point s = 2^k of the ray, k = 0..9."""
+def _confirm_escape(
+    decrease, theta: Tensor, direction: Tensor, support: Tensor, *, strict: int = 6
+) -> bool:
+    """L falls strictly at the points s = 2^k of the ray, k < ``strict``, and never rises up to 2^9.
+
+    Strictly: a loss that reaches its infimum at a finite point (hinge once every βh ≥ 1) goes
+    flat there, and then a finite minimiser exists. s = 32 keeps a falling e^{−βs} above the
+    float64 underflow for β up to ~20; beyond, the iterates saturate (see ``_SATURATED``).
+    """
     d, _ = _unit_ray(direction, support)
     prev = theta
     for k in range(10):
         nxt = theta + (2.0**k) * d
-        if decrease(prev, nxt) > 0:
+        change = decrease(prev, nxt)
+        if change > 0 or (k < strict and not change < 0):
             return False
         prev = nxt
     return True
