@@ -17,8 +17,10 @@ Losses of the margin h = q_w − q_l alone (sigmoid, ipo, hinge, robust, exo_pai
 convex ℓ(h)) are convex in θ, since h is linear in θ: their minimiser is global. Losses of q_w and
 q_l separately (nca_pair, bco_pair, sppo_hard, apo_zero, apo_down) or of log π need not be: the
 result is the minimiser reached from π_ref by descent, as training from π_ref would. Non-smooth
-losses (hinge) converge to a kink of the loss; the result says "converged" only when the Newton
-step itself vanished.
+losses (hinge) stall Newton at a kink; from there Kelley's cutting planes (scipy's HiGHS linear
+programmes on autograd subgradients) close the gap between the best value and the planes' lower
+bound, which bounds min L when L is convex (each new point is checked against every earlier cut,
+a necessary condition). The verdict says which route certified the result.
 
 Where none exists (the loss keeps falling as some logits run to −∞, e.g. DPO on deterministic
 preferences, Azar et al. 2023, sec. 4.2), Newton's steps settle into one direction of constant
@@ -35,6 +37,7 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from . import _validation as v
@@ -65,6 +68,9 @@ class LossMinimum(NamedTuple):
         loss_rate: κ with L(s) − inf L ∝ e^{−κ s} along the ray; 0 for a slower (polynomial)
             approach; NaN if ``finite`` or unmeasurable (the decrease underflowed).
         verdict: one line in words.
+        unique: for a Newton minimiser, whether the Hessian is non-singular off the gauge (False:
+            L is flat along some direction, e.g. hinge with every margin met, or a response in no
+            pair); None where unknown (a kink found by cutting planes, no minimiser).
     """
 
     policy: Tensor
@@ -76,6 +82,7 @@ class LossMinimum(NamedTuple):
     rates: Tensor
     loss_rate: float
     verdict: str
+    unique: bool | None = None
 
 
 def _indices(x, name: str, size: int, n: int | None) -> Tensor:
@@ -248,6 +255,16 @@ def minimise_loss(
             if escaped:
                 break
 
+    planes = None
+    if stalled:
+        # a kink of a non-smooth loss (hinge): Newton's model is useless there; for a convex
+        # piecewise-smooth loss Kelley's cutting planes reach the minimum with a certified gap
+        planes = _cutting_planes(objective, theta, support)
+        if planes is not None:
+            theta, gap = planes
+            theta = _gauge(theta, support)
+            converged = True
+
     with torch.no_grad():
         log_pi = torch.log_softmax(torch.where(support, theta, neg_inf), dim=-1)
         value = objective(theta.reshape(-1)).item()
@@ -265,24 +282,116 @@ def minimise_loss(
         )
     else:
         zeros = torch.zeros_like(log_pi)
-        if converged:
-            verdict = "finite minimiser (Newton converged)"
+        unique = None
+        if converged and planes is not None:
+            verdict = (
+                f"finite minimiser at a kink (cutting planes: gap {gap:.1e} in L, a certificate "
+                "if L is convex; the cuts found no violation)"
+            )
+        elif converged:
+            unique = _nonsingular(_derivatives(objective, theta)[1], support)
+            verdict = "finite minimiser (Newton converged" + (
+                ")" if unique else "; not unique: L is flat along some direction)"
+            )
         elif stalled:
             verdict = (
-                f"not certified: no descent after {it} steps with a non-zero gradient (a kink?)"
+                f"not certified: stalled after {it} steps with a non-zero gradient (a kink where "
+                "cutting planes found the loss not convex, or a minimiser beyond their box)"
             )
         else:
             verdict = (
                 f"not certified: no convergence in {it} steps (non-smooth or slowly escaping loss)"
             )
         result = LossMinimum(
-            log_pi.exp(), value, True, converged, it, zeros.bool(), zeros, math.nan, verdict
+            log_pi.exp(), value, True, converged, it, zeros.bool(), zeros, math.nan, verdict, unique
         )
     if single:
         return result._replace(
             policy=result.policy[0], vanishing=result.vanishing[0], rates=result.rates[0]
         )
     return result
+
+
+def _cutting_planes(
+    objective: Callable[[Tensor], Tensor],
+    theta: Tensor,
+    support: Tensor,
+    *,
+    box: float = 30.0,
+    max_cuts: int = 400,
+    gap_tol: float = 1e-9,
+) -> tuple[Tensor, float] | None:
+    """Kelley's cutting-plane method from ``theta``: min t s.t. L(θ_j) + g_jᵀ(θ − θ_j) ≤ t.
+
+    Each LP value is a lower bound on min L when L is convex (g_j a subgradient); the best L(θ_j)
+    an upper bound; a piecewise-linear L is solved in finitely many cuts. Every new point is
+    checked against every earlier cut, a necessary condition for convexity: a violation returns
+    None. The logits stay within ``box`` nats of the start and sum to their start per prompt
+    (the gauge); a bound reached at the box, or a gap above ``gap_tol`` (relative to max(1, L))
+    after ``max_cuts`` cuts, returns None as well.
+
+    Returns:
+        (θ of the best point, certified gap), or None.
+    """
+    from scipy.optimize import linprog
+
+    flat0 = theta.reshape(-1).detach()
+    idx = support.reshape(-1).nonzero().squeeze(-1)
+    m = idx.numel()
+    prompt = torch.arange(theta.shape[0]).repeat_interleave(theta.shape[1])[idx].numpy()
+    x0 = flat0[idx].numpy()
+
+    def evaluate(x: np.ndarray) -> tuple[float, np.ndarray, Tensor]:
+        full = flat0.clone()
+        full[idx] = torch.as_tensor(x, dtype=flat0.dtype)
+        full.requires_grad_(True)
+        value = objective(full)
+        (grad,) = torch.autograd.grad(value, full)
+        return value.item(), grad[idx].numpy(), full.detach()
+
+    a_eq = (prompt[None, :] == np.unique(prompt)[:, None]).astype(float)
+    b_eq = a_eq @ x0
+    a_eq = np.hstack([a_eq, np.zeros((a_eq.shape[0], 1))])
+    bounds = [(x - box, x + box) for x in x0] + [(None, None)]
+    cost = np.zeros(m + 1)
+    cost[-1] = 1.0
+    points, values, grads, rows, rhs = [], [], [], [], []
+    x = x0
+    best = None
+    for _ in range(max_cuts):
+        value, grad, full = evaluate(x)
+        if not (math.isfinite(value) and np.isfinite(grad).all()):
+            return None
+        scale = max(1.0, abs(value))
+        for xj, vj, gj in zip(points, values, grads, strict=True):
+            if value < vj + gj @ (x - xj) - 1e-9 * scale:
+                return None  # below a cut: not convex, the LP bounds mean nothing
+        points.append(x)
+        values.append(value)
+        grads.append(grad)
+        if best is None or value < best[0]:
+            best = (value, full, x)
+        rows.append(np.append(grad, -1.0))
+        rhs.append(grad @ x - value)
+        lp = linprog(
+            cost,
+            A_ub=np.array(rows),
+            b_ub=np.array(rhs),
+            A_eq=a_eq,
+            b_eq=b_eq,
+            bounds=bounds,
+            method="highs",
+            options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10},
+        )
+        if lp.status != 0:
+            return None
+        gap = best[0] - lp.fun
+        if gap <= gap_tol * max(1.0, abs(best[0])):
+            if np.abs(best[2] - x0).max() > box - 1e-6:
+                return None  # at the box: the minimiser may lie beyond it (or not exist)
+            return best[1].reshape(theta.shape), max(gap, 0.0)
+        x = lp.x[:m]
+    return None
 
 
 def _check_loss(per_pair: Callable[[Tensor], Tensor], theta: Tensor, n: int) -> None:
@@ -341,6 +450,20 @@ def _newton_step(grad: Tensor, hess: Tensor, support: Tensor) -> Tensor:
     inv = torch.where(keep, 1.0 / lam.abs().clamp_min(torch.finfo(h.dtype).tiny), 0.0)
     step = -scale * (vec @ (inv * (vec.T @ (scale * g))))
     return step.reshape(grad.shape)
+
+
+def _nonsingular(hess: Tensor, support: Tensor) -> bool:
+    """More than one zero eigenvalue per prompt (the gauge) of the Jacobi-scaled Hessian means
+    a flat direction: the minimiser is not unique."""
+    mask = support.reshape(-1)
+    h = hess[mask][:, mask]
+    diag = h.diagonal().abs()
+    if (diag == 0).any():
+        return False
+    scale = diag.rsqrt()
+    lam = torch.linalg.eigvalsh(scale.unsqueeze(-1) * h * scale.unsqueeze(-2))
+    zero = (lam.abs() <= 1e-10 * lam.abs().max()).sum().item()
+    return zero <= int((support.sum(-1) > 0).sum())
 
 
 def _gauge(theta: Tensor, support: Tensor) -> Tensor:

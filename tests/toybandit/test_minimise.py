@@ -10,6 +10,7 @@ from scipy.optimize import linprog, minimize
 
 import toybandit as tb
 from toybandit import losses, minimise_loss
+from toybandit.minimise import _cutting_planes
 
 F64 = torch.float64
 
@@ -151,18 +152,11 @@ def test_random_smooth_losses_equal_scipy(seed):
     assert np.abs(perturbed.policy.numpy() - want).max() > 1e-6
 
 
-def test_hinge_reaches_the_linear_programme_optimum():
-    """Hinge depends on h alone: min Σ w relu(1 − βh) is a linear programme in the logits."""
-    pref, mu, ref = world(3, y=4, kind="general")
-    pairs = tb.population_pairs(pref, mu)
-    beta = 0.5
-    got = minimise_loss(functools.partial(losses.hinge, beta=beta), pairs, ref)
-    c, r, w = (
-        pairs.chosen.numpy(),
-        pairs.rejected.numpy(),
-        (pairs.weights / pairs.weights.sum()).numpy(),
-    )
-    n, y = len(c), 4
+def hinge_lp(pairs, ref, beta):
+    """min Σ w relu(1 − βh) as a linear programme in the logits (hinge depends on h alone)."""
+    c, r = pairs.chosen.numpy(), pairs.rejected.numpy()
+    w = (pairs.weights / pairs.weights.sum()).numpy()
+    n, y = len(c), ref.shape[-1]
     off = np.log(ref.numpy())
     # variables [θ (Y), t (n)]: t_k ≥ 1 − β(θ_c − θ_r − off_c + off_r), t ≥ 0
     a_ub = np.zeros((n, y + n))
@@ -173,9 +167,38 @@ def test_hinge_reaches_the_linear_programme_optimum():
     bounds = [(-50, 50)] * y + [(0, None)] * n
     lp = linprog(np.concatenate([np.zeros(y), w]), A_ub=a_ub, b_ub=b_ub, bounds=bounds)
     assert lp.status == 0
-    # Newton's method stalls at a kink of the piecewise-linear loss, and says so
-    assert not got.converged and "not certified" in got.verdict
-    assert got.value >= lp.fun - 1e-12
+    return lp.fun
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("kind", ["bradley_terry", "general", "cyclic"])
+def test_hinge_reaches_the_linear_programme_optimum(seed, kind):
+    """Newton stalls at a kink; the cutting planes take over and certify the minimum."""
+    pref, mu, ref = world(seed, y=4, kind=kind)
+    pairs = tb.population_pairs(pref, mu)
+    got = minimise_loss(functools.partial(losses.hinge, beta=0.5), pairs, ref)
+    assert got.finite and got.converged
+    assert got.value == pytest.approx(hinge_lp(pairs, ref, 0.5), abs=1e-10)
+
+
+def test_flat_minimisers_are_not_unique_and_nonconvex_kinks_are_not_certified():
+    pref = tb.random_preference(4, generator=torch.Generator().manual_seed(0), kind="deterministic")
+    mu = torch.full((4,), 0.25, dtype=F64)
+    ref = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
+    pairs = tb.population_pairs(pref, mu)
+    hinge = minimise_loss(functools.partial(losses.hinge, beta=0.5), pairs, ref)
+    assert hinge.finite and hinge.converged and hinge.unique is False
+    assert hinge.value == pytest.approx((mu**2).sum().item(), abs=1e-15)  # ties: relu(1) each
+    assert "not unique" in hinge.verdict
+    bt = tb.population_pairs(tb.bradley_terry(torch.tensor([1.0, 0.3, -0.5, 0.0], dtype=F64)), mu)
+    assert minimise_loss(functools.partial(losses.dpo, beta=0.5), bt, ref).unique is True
+    # the cutting planes refuse a function that falls below one of its own tangents (concave)
+    support = torch.ones(1, 3, dtype=torch.bool)
+    concave = lambda x: -((x[0] - x[1]) ** 2) - 0.1 * x[2]  # noqa: E731
+    assert _cutting_planes(concave, torch.zeros(1, 3, dtype=F64), support) is None
+    convex = lambda x: (x[0] - x[1]).abs() + (x[1] - x[2] - 1).abs()  # noqa: E731
+    theta, gap = _cutting_planes(convex, torch.zeros(1, 3, dtype=F64), support)
+    assert convex(theta.reshape(-1)).item() <= 1e-9 and gap <= 1e-9
 
 
 # --- no finite minimiser --------------------------------------------------------------------------
