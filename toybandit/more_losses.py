@@ -10,6 +10,8 @@ log-ratio (``cpo``, ``simpo``, ``orpo``: no reference model). Batches live on di
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,7 @@ from .losses import _beta, _pair
 Tensor = torch.Tensor
 
 __all__ = [
+    "PairLoss",
     "aot",
     "aot_unpaired",
     "apo_zero_unpaired",
@@ -31,6 +34,7 @@ __all__ = [
     "sft",
     "sigmoid_norm",
     "simpo",
+    "trl_pair_loss",
     "wpo_weights",
 ]
 
@@ -376,3 +380,76 @@ def orpo(chosen_logps, rejected_logps, beta) -> Tensor:
         raise ValueError("orpo needs log-probabilities < 0 (odds π/(1 − π) are infinite at π = 1)")
     log_odds = (chosen - rejected) - (_log1mexp(chosen) - _log1mexp(rejected))
     return -beta * F.logsigmoid(log_odds)
+
+
+class PairLoss(NamedTuple):
+    """A TRL ``loss_type`` as one per-pair callable, ready for :func:`toybandit.minimise_loss`:
+    ``fn(chosen, rejected)``, or ``fn(chosen, rejected, chosen_lengths, rejected_lengths)`` when
+    ``length_normalised``; its inputs are log-ratios (``on="logratios"``) or log π (``"logps"``)."""
+
+    fn: Callable[..., Tensor]
+    on: str
+    length_normalised: bool
+
+
+_BATCH_LEVEL = ("aot", "aot_unpaired")
+
+
+def trl_pair_loss(
+    loss_type: str,
+    beta: float,
+    *,
+    label_smoothing: float = 0.0,
+    f_divergence_type: str = "reverse_kl",
+    f_alpha_divergence_coef: float = 0.5,
+    discopop_tau: float = 0.05,
+) -> PairLoss:
+    """TRL's ``DPOConfig(loss_type=..., beta=..., ...)`` as a per-pair loss of this package.
+
+    Length-normalised types (``ipo``, ``sigmoid_norm``) take the completion lengths, as TRL
+    does; ``sft`` is −log π(y_w) per pair (TRL's token mean, for one-token responses or a batch
+    of equal lengths); f-divergence scores apply to the types TRL allows them for. ``aot`` and
+    ``aot_unpaired`` sort over a batch, so they have no per-pair form (ValueError).
+    """
+    from . import losses as L
+
+    if loss_type in _BATCH_LEVEL:
+        raise ValueError(
+            f"loss_type {loss_type!r} sorts over the batch: it has no per-pair form "
+            "(use losses.aot / losses.aot_unpaired on a batch)"
+        )
+    f_types = {"sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "robust", "discopop", "sft"}
+    if f_divergence_type != "reverse_kl" and loss_type not in f_types:
+        raise ValueError(
+            f"f_divergence_type {f_divergence_type!r} is defined for {sorted(f_types)} only, "
+            f"not for {loss_type!r} (TRL refuses it too)"
+        )
+    L.f_divergence_scores(torch.zeros(1), f_divergence_type, f_alpha_divergence_coef)  # checks
+
+    def s(q: Tensor) -> Tensor:
+        return L.f_divergence_scores(q, f_divergence_type, f_alpha_divergence_coef)
+
+    eps = label_smoothing
+    simple = {
+        "sigmoid": lambda c, r: L.dpo(s(c), s(r), beta),
+        "hinge": lambda c, r: L.hinge(s(c), s(r), beta),
+        "exo_pair": lambda c, r: L.exo_pair(s(c), s(r), beta, label_smoothing=eps),
+        "robust": lambda c, r: L.robust(s(c), s(r), beta, label_smoothing=eps),
+        "discopop": lambda c, r: L.discopop(s(c), s(r), beta, discopop_tau=discopop_tau),
+        "nca_pair": lambda c, r: L.nca_pair(c, r, beta),
+        "bco_pair": lambda c, r: L.bco_pair(c, r, beta),
+        "sppo_hard": lambda c, r: L.sppo_hard(c, r, beta),
+        "apo_zero": lambda c, r: L.apo_zero(c, r, beta),
+        "apo_down": lambda c, r: L.apo_down(c, r, beta),
+    }
+    if loss_type in simple:
+        return PairLoss(simple[loss_type], "logratios", False)
+    if loss_type == "ipo":
+        return PairLoss(lambda c, r, nc, nr: L.ipo(s(c) / nc, s(r) / nr, beta), "logratios", True)
+    if loss_type == "sigmoid_norm":
+        return PairLoss(
+            lambda c, r, nc, nr: sigmoid_norm(s(c), s(r), nc, nr, beta), "logratios", True
+        )
+    if loss_type == "sft":
+        return PairLoss(lambda c, r: -c + 0 * r, "logps", False)
+    raise ValueError(f"loss_type must be one of TRL 1.16's DPO loss types, got {loss_type!r}")

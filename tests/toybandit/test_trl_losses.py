@@ -346,3 +346,39 @@ def test_bad_inputs():
         losses.aot_unpaired(torch.tensor(0.0), torch.tensor(0.0), 0.1)
     with pytest.raises(ValueError, match="discopop_tau must be positive"):
         losses.discopop(z, z, 0.1, discopop_tau=0.0)
+
+
+# --- trl_pair_loss: every per-pair loss type as one callable for minimise_loss ------------------
+
+PER_PAIR = [t for t in DPO_TYPES if t not in ("aot", "aot_unpaired", "sft")]
+
+
+@pytest.mark.parametrize("name", PER_PAIR)
+@pytest.mark.parametrize("f", ["reverse_kl", "js_divergence"])
+def test_trl_pair_loss_equals_trl(dpo_world, name, f):
+    if f != "reverse_kl" and name not in F_TYPES:
+        with pytest.raises(ValueError, match="f_divergence_type"):
+            losses.trl_pair_loss(name, 2.0, f_divergence_type=f)
+        return
+    eps = 0.1 if name in ("robust", "exo_pair") else 0.0
+    spec = losses.trl_pair_loss(name, 2.0, label_smoothing=eps, f_divergence_type=f)
+    w = dpo_world
+    q_w, q_l = _halves((w.logps - w.ref_logps).sum(-1))
+    n_w, n_l = _halves(w.mask.sum(-1))
+    got = spec.fn(q_w, q_l, n_w, n_l) if spec.length_normalised else spec.fn(q_w, q_l)
+    assert spec.on == "logratios"
+    expected = R.trl_dpo_loss(w, name, beta=2.0, label_smoothing=eps, f_divergence_type=f)
+    assert got.mean().item() == pytest.approx(expected, **TOL)
+
+
+def test_trl_pair_loss_sft_and_batch_types():
+    logp = torch.tensor([-1.0, -2.5, -0.3], dtype=F64)
+    spec = losses.trl_pair_loss("sft", 0.1)
+    assert spec.on == "logps"
+    one_token = losses.sft(logp[:, None], torch.ones(3, 1))
+    torch.testing.assert_close(spec.fn(logp, torch.zeros(3, dtype=F64)).mean(), one_token.mean())
+    for name in ("aot", "aot_unpaired"):
+        with pytest.raises(ValueError, match="no per-pair form"):
+            losses.trl_pair_loss(name, 0.1)
+    with pytest.raises(ValueError, match="loss_type must be one of"):
+        losses.trl_pair_loss("dpo", 0.1)
