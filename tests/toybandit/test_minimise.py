@@ -204,7 +204,7 @@ def test_flat_minimisers_are_not_unique_and_nonconvex_kinks_are_not_certified():
 # --- no finite minimiser --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("beta", [0.1, 0.5, 3.0])
+@pytest.mark.parametrize("beta", [0.01, 0.5, 3.0, 50.0])
 def test_dpo_on_deterministic_preferences_has_no_minimiser(beta):
     pref = torch.tensor([[0.5, 1.0], [0.0, 0.5]], dtype=F64)
     half = torch.tensor([0.5, 0.5], dtype=F64)
@@ -215,7 +215,8 @@ def test_dpo_on_deterministic_preferences_has_no_minimiser(beta):
     assert got.vanishing.tolist() == [False, True]
     assert got.rates.tolist() == [0.0, -1.0]
     # L = w softplus(−βh) → w e^{−βh}: the loss falls like e^{−βs} while log π(y₁) falls like −s
-    assert got.loss_rate == pytest.approx(beta, rel=1e-2)
+    # measured to 4e-8 relative (the tail's next-order term, damped by e^{−8})
+    assert got.loss_rate == pytest.approx(beta, rel=1e-6)
     assert "no finite minimiser" in got.verdict
     # twins: IPO on the same data has a minimiser (Azar et al. 2023, sec. 5), and so has DPO with
     # label noise
@@ -243,8 +244,9 @@ def test_total_order_escape_rates():
     torch.testing.assert_close(
         got.rates[order], torch.tensor([0.0, -1 / 3, -2 / 3, -1.0], dtype=F64), atol=1e-3, rtol=0
     )
-    # the slowest margin grows like s/3
-    assert got.loss_rate == pytest.approx(0.5 / 3, rel=1e-2)
+    # the slowest margin grows like s/3; the escape direction is Newton's last step, which is
+    # within ~3e-4 of the asymptotic one after six steps, so rates and κ carry that error here
+    assert got.loss_rate == pytest.approx(0.5 / 3, rel=1e-3)
 
 
 def test_bounded_loss_saturates_without_a_minimiser():
