@@ -11,6 +11,8 @@ length before the loss; :func:`ipo` is the paper's loss on summed log-ratios, an
 Losses that need more than the two summed log-ratios (completion lengths, per-token log-probs,
 log π itself, unpaired data, a whole batch) live in :mod:`toybandit.more_losses` and are re-exported
 here, so every TRL loss is ``toybandit.losses.<name>``; their signatures say what they need.
+:func:`trl_pair_loss` turns a ``DPOConfig`` (loss_type, beta, label_smoothing, f-divergence,
+discopop_tau) into one per-pair callable for :func:`toybandit.minimise_loss`.
 
 This module is the single implementation: ``tokenmdp`` and the LM adapter call it.
 """
