@@ -414,6 +414,11 @@ def _check_loss(per_pair: Callable[[Tensor], Tensor], theta: Tensor, n: int) -> 
         raise ValueError(
             f"loss must return one value per pair, shape ({n},), got shape {tuple(out.shape)}"
         )
+    if out.dtype != torch.float64:
+        raise ValueError(
+            f"loss must compute in float64 (its inputs are float64), got {out.dtype}: "
+            "an exact minimiser needs float64 throughout"
+        )
     if torch.isnan(out).any():
         raise ValueError(
             f"loss returned NaN at π = π_ref (pairs {out.isnan().nonzero().flatten()[:5].tolist()})"

@@ -297,6 +297,8 @@ def test_bad_losses_are_named():
         minimise_loss(lambda c, r: (c - r).sum(), pairs, ref)
     with pytest.raises(ValueError, match="loss returned NaN at"):
         minimise_loss(lambda c, r: (c - r) * math.nan, pairs, ref)
+    with pytest.raises(ValueError, match="loss must compute in float64"):
+        minimise_loss(lambda c, r: (c - r).float() ** 2, pairs, ref)
     with pytest.raises(ValueError, match="no gradient"):
         minimise_loss(lambda c, r: torch.zeros_like(c.detach()), pairs, ref)
     with pytest.raises(ValueError, match=r"must return a torch\.Tensor"):
