@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run the fault-injection suite: break the library one fault at a time, print the "
         "fault × claim matrix; exit 0 iff some claim catches every fault",
     )
+        "--loss",
+        metavar="MODULE:FUNCTION",
+        help="instead of the catalogue: where a per-pair loss (or FILE.py:FUNCTION) converges "
+        "on a panel of exact worlds, against π* (see proofs_check.user_loss)",
+    )
+    parser.add_argument("--beta", type=float, default=0.5, help="β for --loss (default 0.5)")
     return parser
 
 
@@ -136,6 +142,10 @@ def run(argv: Sequence[str] | None = None) -> tuple[list[Result], int]:
     bad_device = _check_device(args.device)
     if bad_device:
         return _usage_error(bad_device)
+    if args.loss:
+        from .user_loss import run_user_loss
+
+        return [], run_user_loss(args.loss, args.beta, as_json=args.json)
     if args.markdown:
         print(coverage_markdown())
         return [], 0

@@ -6,6 +6,7 @@ node, see ``docs/conventions.md``); :func:`soft_solve` gives Q*, V*, π* by back
 DPO/IPO training build on those two.
 """
 
+from .minimise import TreeLossMinimum, minimise_tree_loss
 from .search import Best, beam_search, best_prefix, best_sequence, frontier
 from .sequences import (
     as_bandit,
@@ -32,6 +33,7 @@ __all__ = [
     "Best",
     "Solution",
     "TokenTree",
+    "TreeLossMinimum",
     "as_bandit",
     "beam_search",
     "best_prefix",
@@ -40,6 +42,7 @@ __all__ = [
     "fit_tree_policy",
     "frontier",
     "implicit_rewards",
+    "minimise_tree_loss",
     "path_sum",
     "population_trajectory_pairs",
     "prefix_sum",

@@ -7,6 +7,7 @@ Responses live on the last tensor dim, prompts on any leading dims; float64 by d
 from . import losses
 from .data import PreferencePairs, population_pairs, sample_preferences
 from .fit import fit_policy
+from .minimise import LossMinimum, minimise_loss
 from .objectives import (
     NGUYEN_2025,
     dpo_objective,
@@ -41,6 +42,7 @@ __all__ = [
     "NGUYEN_2025",
     "PREFERENCE_KINDS",
     "PSI",
+    "LossMinimum",
     "PreferencePairs",
     "bradley_terry",
     "check_preference",
@@ -58,6 +60,7 @@ __all__ = [
     "logistic_objective",
     "logratios",
     "losses",
+    "minimise_loss",
     "optimal_policy",
     "pair_weights",
     "population_pairs",

@@ -8,6 +8,12 @@ with one exception stated where it applies: TRL's ``"ipo"`` divides each log-rat
 length before the loss; :func:`ipo` is the paper's loss on summed log-ratios, and TRL's variant is
 ``ipo(chosen / n_chosen, rejected / n_rejected, tau)``.
 
+Losses that need more than the two summed log-ratios (completion lengths, per-token log-probs,
+log π itself, unpaired data, a whole batch) live in :mod:`toybandit.more_losses` and are re-exported
+here, so every TRL loss is ``toybandit.losses.<name>``; their signatures say what they need.
+:func:`trl_pair_loss` turns a ``DPOConfig`` (loss_type, beta, label_smoothing, f-divergence,
+discopop_tau) into one per-pair callable for :func:`toybandit.minimise_loss`.
+
 This module is the single implementation: ``tokenmdp`` and the LM adapter call it.
 """
 
@@ -27,10 +33,13 @@ __all__ = [
     "apo_down",
     "apo_zero",
     "bco_pair",
+    "discopop",
     "dpo",
     "exo_pair",
+    "f_divergence_scores",
     "hinge",
     "ipo",
+    "mix",
     "nca_pair",
     "robust",
     "sppo_hard",
@@ -166,6 +175,96 @@ def apo_down(chosen_logratios, rejected_logratios, beta) -> Tensor:
     return torch.sigmoid(beta * chosen) + 1 - torch.sigmoid(beta * (chosen - rejected))
 
 
+def discopop(chosen_logratios, rejected_logratios, beta, discopop_tau: float = 0.05) -> Tensor:
+    """ℓ = (1 − σ(βh/τ_d))·(−log σ(βh)) + σ(βh/τ_d)·e^{−βh}, the log-ratio modulated loss.
+
+    DiscoPOP (Lu et al. 2024, eq. (5)): a blend of the logistic loss, dominant where βh < 0,
+    and the exponential loss, dominant where βh > 0, switched by σ(βh/τ_d); TRL's ``"discopop"``
+    with ``discopop_tau`` = τ_d.
+    """
+    chosen, rejected = _pair(chosen_logratios, rejected_logratios)
+    beta = _beta(beta)
+    tau = _beta(discopop_tau, "discopop_tau")
+    logits = beta * (chosen - rejected)
+    gate = torch.sigmoid(logits / tau)
+    # σ(βh/τ_d) e^{−βh} as exp(log σ − βh): finite where e^{−βh} alone overflows (βh ≪ 0)
+    return -F.logsigmoid(logits) * (1 - gate) + torch.exp(F.logsigmoid(logits / tau) - logits)
+
+
+F_DIVERGENCES = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence")
+
+
+def f_divergence_scores(
+    logratios, f_divergence_type: str = "reverse_kl", alpha: float = 0.5
+) -> Tensor:
+    """s = f′(π/π_ref) as a function of q = log π/π_ref: the score that replaces q in f-DPO.
+
+    f-DPO (Wang et al. 2024, *Beyond Reverse KL*) regularises with an f-divergence; its
+    loss is the DPO-type loss of the difference s(y_w) − s(y_l) of the scores f′(e^q):
+
+    - ``"reverse_kl"``: f′(t) = log t + 1, s = q (the constant cancels; standard DPO);
+    - ``"forward_kl"``: f′(t) = 1 − 1/t, s = 1 − e^{−q};
+    - ``"js_divergence"``: f′(t) = log(2t/(1 + t)), s = log 2 + log σ(q);
+    - ``"alpha_divergence"``: f′(t) = (t^{α−1} − 1)/(α − 1), s = (e^{(α−1)q} − 1)/(α − 1), which
+      tends to q as α → 1.
+
+    TRL's ``f_divergence_type`` and ``f_alpha_divergence_coef`` = α; TRL feeds s to the losses whose
+    argument is h (sigmoid, hinge, ipo, exo_pair, robust, discopop, sigmoid_norm), e.g.
+    ``dpo(f_divergence_scores(q_w, t), f_divergence_scores(q_l, t), β)``. TRL falls back to
+    ``reverse_kl`` for |α − 1| < 1e-6 and, in float32, clamps (α − 1)q at 80 before the exponential;
+    here α = 1 alone is the limit and nothing is clamped (e^{(α−1)q} may be +inf, never NaN).
+    """
+    q = v.as_tensor(logratios, "logratios")
+    if f_divergence_type == "reverse_kl":
+        return q
+    if f_divergence_type == "forward_kl":
+        return -torch.expm1(-q)
+    if f_divergence_type == "js_divergence":
+        return math.log(2) + F.logsigmoid(q)
+    if f_divergence_type == "alpha_divergence":
+        try:
+            a = float(alpha)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"alpha must be a number, got {alpha!r}") from err
+        if not math.isfinite(a):
+            raise ValueError(f"alpha must be finite, got {alpha!r}")
+        if a == 1.0:
+            return q
+        return torch.expm1((a - 1) * q) / (a - 1)
+    raise ValueError(f"f_divergence_type must be one of {F_DIVERGENCES}, got {f_divergence_type!r}")
+
+
+def mix(per_pair_losses, loss_weights=None) -> Tensor:
+    """Σ_k w_k ℓ_k per pair: TRL's multi-loss ``loss_type=[...]`` with ``loss_weights=[...]``.
+
+    TRL's batch loss Σ_k w_k mean(ℓ_k) is the mean of this per-pair sum (the mean is linear), e.g.
+    MPO's sigmoid + bco_pair + sft mix (Wang et al. 2024, *Mixed Preference Optimization*).
+
+    Args:
+        per_pair_losses: a sequence of per-pair loss tensors of one shape.
+        loss_weights: one weight each; all 1 by default (TRL's default).
+    """
+    terms = [v.as_tensor(t, f"per_pair_losses[{i}]") for i, t in enumerate(per_pair_losses)]
+    if not terms:
+        raise ValueError("per_pair_losses must hold at least one loss")
+    if any(t.shape != terms[0].shape for t in terms):
+        raise ValueError(
+            f"per_pair_losses must share one shape, got {[tuple(t.shape) for t in terms]}"
+        )
+    if loss_weights is None:
+        loss_weights = [1.0] * len(terms)
+    if len(loss_weights) != len(terms):
+        raise ValueError(
+            f"loss_weights must have one weight per loss: {len(loss_weights)} weights for "
+            f"{len(terms)} losses"
+        )
+    weights = [
+        v.in_range(w, f"loss_weights[{i}]", -math.inf, math.inf, high_open=True)
+        for i, w in enumerate(loss_weights)
+    ]
+    return sum(w * t for w, t in zip(weights, terms, strict=True))
+
+
 # TRL's loss_type name → function; ``"ipo"`` here is the paper's summed form (see the module doc).
 TRL_LOSS_TYPES = {
     "sigmoid": dpo,
@@ -178,4 +277,10 @@ TRL_LOSS_TYPES = {
     "sppo_hard": sppo_hard,
     "apo_zero": apo_zero,
     "apo_down": apo_down,
+    "discopop": discopop,
 }
+
+from .more_losses import *  # noqa: E402, F403  (re-export; more_losses builds on the helpers above)
+from .more_losses import __all__ as _more  # noqa: E402
+
+__all__ += _more

@@ -1,0 +1,345 @@
+"""minimise_loss: the exact minimiser of any per-pair loss, against fit_policy, scipy and closed forms."""
+
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linprog, minimize
+
+import toybandit as tb
+from toybandit import losses, minimise_loss
+from toybandit.minimise import _cutting_planes
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors: with a busy CPU, intra-op threads only add synchronisation (log_sigmoid on 16
+    # numbers took 20 ms with 2 threads under load, 2 µs with one).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def world(seed, y=4, kind="bradley_terry", prompts=None):
+    g = torch.Generator().manual_seed(seed)
+    shape = () if prompts is None else (prompts,)
+    pref = tb.random_preference(y, generator=g, kind=kind, batch_shape=shape)
+    ref = torch.softmax(torch.randn(*shape, y, generator=g, dtype=F64), -1)
+    mu = torch.softmax(torch.randn(*shape, y, generator=g, dtype=F64), -1)
+    return pref, mu, ref
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("kind", ["bradley_terry", "general", "cyclic"])
+def test_dpo_and_ipo_equal_fit_policy(seed, kind):
+    pref, mu, ref = world(seed, kind=kind)
+    pairs = tb.population_pairs(pref, mu)
+    for beta in (0.1, 1.0):
+        got = minimise_loss(functools.partial(losses.dpo, beta=beta), pairs, ref)
+        want = tb.fit_policy(
+            pairs.chosen, pairs.rejected, ref, "dpo", beta=beta, weights=pairs.weights
+        )
+        assert got.finite and got.converged
+        assert (got.policy - want).abs().max() < 1e-10
+        got = minimise_loss(functools.partial(losses.ipo, tau=beta), pairs, ref)
+        want = tb.fit_policy(
+            pairs.chosen, pairs.rejected, ref, "ipo", tau=beta, weights=pairs.weights
+        )
+        assert got.finite and got.converged
+        assert (got.policy - want).abs().max() < 1e-10
+        # twin: the same pairs with chosen and rejected swapped is the reversed preference
+        swapped = pairs._replace(chosen=pairs.rejected, rejected=pairs.chosen)
+        other = minimise_loss(functools.partial(losses.ipo, tau=beta), swapped, ref)
+        assert (other.policy - want).abs().max() > 1e-3
+
+
+def test_bradley_terry_dpo_lands_on_the_optimum_and_sampled_pairs_on_fit_policy():
+    g = torch.Generator().manual_seed(5)
+    reward = torch.randn(3, 5, generator=g, dtype=F64)
+    ref = torch.softmax(torch.randn(3, 5, generator=g, dtype=F64), -1)
+    mu = torch.full((3, 5), 0.2, dtype=F64)
+    pairs = tb.population_pairs(tb.bradley_terry(reward), mu)
+    got = minimise_loss(functools.partial(losses.dpo, beta=0.5), pairs, ref)
+    assert (got.policy - tb.optimal_policy(reward, ref, 0.5)).abs().max() < 1e-10
+    sampled = tb.sample_preferences(tb.bradley_terry(reward), mu, 200, g)
+    got = minimise_loss(functools.partial(losses.dpo, beta=0.5, label_smoothing=0.1), sampled, ref)
+    want = tb.fit_policy(
+        sampled.chosen,
+        sampled.rejected,
+        ref,
+        "dpo",
+        beta=0.5,
+        label_smoothing=0.1,
+        prompts=sampled.prompts,
+    )
+    assert (got.policy - want).abs().max() < 1e-10
+
+
+# --- an independent reference: scipy on a numpy objective with its own gradient -------------------
+
+
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def _sig(x):
+    return 0.5 * (1 + np.tanh(x / 2))
+
+
+def random_loss(seed):
+    """A random smooth loss convex in the logits, in torch (for minimise_loss) and numpy (scipy)."""
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0.1, 1.0, 4) * (rng.uniform(size=4) < 0.8)
+    a[1] = max(a[1], 0.05)  # the quadratic in h makes the minimiser unique
+    b, m = rng.uniform(0.2, 2.0, 3), rng.uniform(-1.0, 1.0)
+
+    def torch_loss(c, r):
+        h = c - r
+        sp = torch.nn.functional.softplus
+        return (
+            a[0] * sp(-b[0] * h) + a[1] * (h - m) ** 2 + a[2] * sp(-b[1] * c) + a[3] * sp(-b[2] * r)
+        )
+
+    def numpy_loss(c, r):  # value and its partial derivatives in c and r
+        h = c - r
+        value = a[0] * _softplus(-b[0] * h) + a[1] * (h - m) ** 2 + a[2] * _softplus(-b[1] * c)
+        value = value + a[3] * _softplus(-b[2] * r)
+        dh = -a[0] * b[0] * _sig(-b[0] * h) + 2 * a[1] * (h - m)
+        dc = dh - a[2] * b[1] * _sig(-b[1] * c)
+        dr = -dh - a[3] * b[2] * _sig(-b[2] * r)
+        return value, dc, dr
+
+    return torch_loss, numpy_loss
+
+
+def scipy_minimum(numpy_loss, pairs, ref):
+    ref = ref.numpy()
+    c_idx, r_idx, w = pairs.chosen.numpy(), pairs.rejected.numpy(), pairs.weights.numpy()
+    w = w / w.sum()
+    y = ref.shape[0]
+
+    def f(z):  # z: logits of responses 1..Y−1, response 0 pinned at 0 (the gauge)
+        theta = np.concatenate([[0.0], z])
+        log_pi = theta - np.logaddexp.reduce(theta)
+        q = log_pi - np.log(ref)
+        value, dc, dr = numpy_loss(q[c_idx], q[r_idx])
+        gq = np.bincount(c_idx, w * dc, y) + np.bincount(r_idx, w * dr, y)
+        gtheta = gq - np.exp(log_pi) * gq.sum()
+        return (w * value).sum(), gtheta[1:]
+
+    res = minimize(f, np.log(ref[1:] / ref[0]), jac=True, method="BFGS", options={"gtol": 1e-13})
+    theta = np.concatenate([[0.0], res.x])
+    return np.exp(theta - np.logaddexp.reduce(theta))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_smooth_losses_equal_scipy(seed):
+    torch_loss, numpy_loss = random_loss(seed)
+    pref, mu, ref = world(100 + seed, y=5, kind="general")
+    pairs = tb.population_pairs(pref, mu)
+    got = minimise_loss(torch_loss, pairs, ref)
+    want = scipy_minimum(numpy_loss, pairs, ref)
+    assert got.finite and got.converged
+    # BFGS stops at a gradient of ~1e-13 on a problem of curvature ≥ ~1e-2: π to ~1e-9
+    assert np.abs(got.policy.numpy() - want).max() < 1e-8
+    # twin: a loss with one coefficient perturbed lands elsewhere
+    perturbed = minimise_loss(lambda c, r: torch_loss(c, r) + 0.05 * (c - r) ** 2, pairs, ref)
+    assert np.abs(perturbed.policy.numpy() - want).max() > 1e-6
+
+
+def hinge_lp(pairs, ref, beta):
+    """min Σ w relu(1 − βh) as a linear programme in the logits (hinge depends on h alone)."""
+    c, r = pairs.chosen.numpy(), pairs.rejected.numpy()
+    w = (pairs.weights / pairs.weights.sum()).numpy()
+    n, y = len(c), ref.shape[-1]
+    off = np.log(ref.numpy())
+    # variables [θ (Y), t (n)]: t_k ≥ 1 − β(θ_c − θ_r − off_c + off_r), t ≥ 0
+    a_ub = np.zeros((n, y + n))
+    a_ub[np.arange(n), c] -= beta
+    a_ub[np.arange(n), r] += beta
+    a_ub[np.arange(n), y + np.arange(n)] = -1
+    b_ub = -1 - beta * (off[c] - off[r])
+    bounds = [(-50, 50)] * y + [(0, None)] * n
+    lp = linprog(np.concatenate([np.zeros(y), w]), A_ub=a_ub, b_ub=b_ub, bounds=bounds)
+    assert lp.status == 0
+    return lp.fun
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("kind", ["bradley_terry", "general", "cyclic"])
+def test_hinge_reaches_the_linear_programme_optimum(seed, kind):
+    """Newton stalls at a kink; the cutting planes take over and certify the minimum."""
+    pref, mu, ref = world(seed, y=4, kind=kind)
+    pairs = tb.population_pairs(pref, mu)
+    got = minimise_loss(functools.partial(losses.hinge, beta=0.5), pairs, ref)
+    assert got.finite and got.converged
+    assert got.value == pytest.approx(hinge_lp(pairs, ref, 0.5), abs=1e-10)
+
+
+def test_flat_minimisers_are_not_unique_and_nonconvex_kinks_are_not_certified():
+    pref = tb.random_preference(4, generator=torch.Generator().manual_seed(0), kind="deterministic")
+    mu = torch.full((4,), 0.25, dtype=F64)
+    ref = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
+    pairs = tb.population_pairs(pref, mu)
+    hinge = minimise_loss(functools.partial(losses.hinge, beta=0.5), pairs, ref)
+    assert hinge.finite and hinge.converged and hinge.unique is False
+    assert hinge.value == pytest.approx((mu**2).sum().item(), abs=1e-15)  # ties: relu(1) each
+    assert "not unique" in hinge.verdict
+    bt = tb.population_pairs(tb.bradley_terry(torch.tensor([1.0, 0.3, -0.5, 0.0], dtype=F64)), mu)
+    assert minimise_loss(functools.partial(losses.dpo, beta=0.5), bt, ref).unique is True
+    # the cutting planes refuse a function that falls below one of its own tangents (concave)
+    support = torch.ones(1, 3, dtype=torch.bool)
+    concave = lambda x: -((x[0] - x[1]) ** 2) - 0.1 * x[2]  # noqa: E731
+    assert _cutting_planes(concave, torch.zeros(1, 3, dtype=F64), support) is None
+    convex = lambda x: (x[0] - x[1]).abs() + (x[1] - x[2] - 1).abs()  # noqa: E731
+    theta, gap = _cutting_planes(convex, torch.zeros(1, 3, dtype=F64), support)
+    assert convex(theta.reshape(-1)).item() <= 1e-9 and gap <= 1e-9
+
+
+# --- no finite minimiser --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("beta", [0.01, 0.5, 3.0, 50.0])
+def test_dpo_on_deterministic_preferences_has_no_minimiser(beta):
+    pref = torch.tensor([[0.5, 1.0], [0.0, 0.5]], dtype=F64)
+    half = torch.tensor([0.5, 0.5], dtype=F64)
+    got = minimise_loss(
+        functools.partial(losses.dpo, beta=beta), tb.population_pairs(pref, half), half
+    )
+    assert not got.finite and got.converged
+    assert got.vanishing.tolist() == [False, True]
+    assert got.rates.tolist() == [0.0, -1.0]
+    # L = w softplus(−βh) → w e^{−βh}: the loss falls like e^{−βs} while log π(y₁) falls like −s
+    # measured to 4e-8 relative (the tail's next-order term, damped by e^{−8})
+    assert got.loss_rate == pytest.approx(beta, rel=1e-6)
+    assert "no finite minimiser" in got.verdict
+    # twins: IPO on the same data has a minimiser (Azar et al. 2023, sec. 5), and so has DPO with
+    # label noise
+    ipo = minimise_loss(
+        functools.partial(losses.ipo, tau=beta), tb.population_pairs(pref, half), half
+    )
+    assert ipo.finite and ipo.converged
+    assert (ipo.policy - tb.psi_optimal_policy(pref, half, half, beta)).abs().max() < 1e-10
+    noisy = torch.tensor([[0.5, 0.9], [0.1, 0.5]], dtype=F64)
+    assert minimise_loss(
+        functools.partial(losses.dpo, beta=beta), tb.population_pairs(noisy, half), half
+    ).finite
+
+
+def test_total_order_escape_rates():
+    """Deterministic total order on 4 responses: the losers fall at evenly spaced rates."""
+    pref = tb.random_preference(4, generator=torch.Generator().manual_seed(0), kind="deterministic")
+    mu = torch.full((4,), 0.25, dtype=F64)
+    ref = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
+    got = minimise_loss(functools.partial(losses.dpo, beta=0.5), tb.population_pairs(pref, mu), ref)
+    wins = pref.sum(-1)  # the rank: the top response wins most
+    order = wins.argsort(descending=True)
+    assert not got.finite
+    assert got.vanishing.tolist() == [bool(i != order[0]) for i in range(4)]
+    torch.testing.assert_close(
+        got.rates[order], torch.tensor([0.0, -1 / 3, -2 / 3, -1.0], dtype=F64), atol=1e-3, rtol=0
+    )
+    # the slowest margin grows like s/3; the escape direction is Newton's last step, which is
+    # within ~3e-4 of the asymptotic one after six steps, so rates and κ carry that error here
+    assert got.loss_rate == pytest.approx(0.5 / 3, rel=1e-3)
+
+
+def test_bounded_loss_saturates_without_a_minimiser():
+    pref, mu, ref = world(0, y=4)
+    got = minimise_loss(
+        functools.partial(losses.apo_down, beta=0.5), tb.population_pairs(pref, mu), ref
+    )
+    assert not got.finite and got.vanishing.any()
+
+
+# --- signatures beyond log-ratios -----------------------------------------------------------------
+
+
+def test_lengths_and_logps():
+    pref, mu, ref = world(7, y=4)
+    pairs = tb.population_pairs(pref, mu)
+    # equal lengths n: sigmoid_norm is DPO with β/n
+    norm = minimise_loss(
+        functools.partial(losses.sigmoid_norm, beta=0.6),
+        pairs,
+        ref,
+        lengths=torch.full((4,), 3.0, dtype=F64),
+    )
+    dpo = minimise_loss(functools.partial(losses.dpo, beta=0.2), pairs, ref)
+    assert (norm.policy - dpo.policy).abs().max() < 1e-10
+    # different lengths: the same as DPO on the bandit whose log-ratios are divided by the length
+    lengths = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=F64)
+    norm = minimise_loss(
+        functools.partial(losses.sigmoid_norm, beta=0.6), pairs, ref, lengths=lengths
+    )
+    assert norm.finite and (norm.policy - dpo.policy).abs().max() > 1e-3
+    # on="logps" with a reference-free loss: CPO is DPO with π_ref uniform
+    uniform = torch.full((4,), 0.25, dtype=F64)
+    cpo = minimise_loss(functools.partial(losses.cpo, beta=0.5), pairs, ref, on="logps")
+    dpo = minimise_loss(functools.partial(losses.dpo, beta=0.5), pairs, uniform)
+    assert (cpo.policy - dpo.policy).abs().max() < 1e-10
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def test_bad_losses_are_named():
+    pref, mu, ref = world(0, y=3)
+    pairs = tb.population_pairs(pref, mu)
+    with pytest.raises(ValueError, match="loss must be callable"):
+        minimise_loss("sigmoid", pairs, ref)
+    with pytest.raises(ValueError, match=r"one value per pair, shape \(9,\), got shape \(\)"):
+        minimise_loss(lambda c, r: (c - r).sum(), pairs, ref)
+    with pytest.raises(ValueError, match="loss returned NaN at"):
+        minimise_loss(lambda c, r: (c - r) * math.nan, pairs, ref)
+    with pytest.raises(ValueError, match="loss must compute in float64"):
+        minimise_loss(lambda c, r: (c - r).float() ** 2, pairs, ref)
+    with pytest.raises(ValueError, match="no gradient"):
+        minimise_loss(lambda c, r: torch.zeros_like(c.detach()), pairs, ref)
+    with pytest.raises(ValueError, match=r"must return a torch\.Tensor"):
+        minimise_loss(lambda c, r: 0.0, pairs, ref)
+    with pytest.raises(ValueError, match="loss raised TypeError"):
+        minimise_loss(lambda c: c, pairs, ref)
+    with pytest.raises(ValueError, match="loss returned NaN during the minimisation"):
+        minimise_loss(
+            lambda c, r: torch.where(c - r > 0.05, math.nan, (c - r - 1) ** 2), pairs, ref
+        )
+    with pytest.raises(ValueError, match=r"on must be"):
+        minimise_loss(losses.dpo, pairs, ref, on="logits")
+    with pytest.raises(ValueError, match=r"pairs must be a toybandit\.PreferencePairs"):
+        minimise_loss(losses.dpo, (pairs.chosen, pairs.rejected), ref)
+    with pytest.raises(ValueError, match=r"lengths must be finite and ≥ 1"):
+        minimise_loss(
+            functools.partial(losses.sigmoid_norm, beta=1.0), pairs, ref, lengths=torch.zeros(3)
+        )
+    with pytest.raises(ValueError, match="ref must sum to 1"):
+        minimise_loss(functools.partial(losses.dpo, beta=1.0), pairs, ref * 2)
+
+
+def test_every_per_pair_trl_loss_type_minimises():
+    """Each TRL loss type, as losses.trl_pair_loss gives it, through the minimiser on one
+    Bradley–Terry world; sigmoid (and robust, without noise) land on π* exactly, the others not."""
+    reward = torch.tensor([1.0, 0.3, -0.5, 0.0], dtype=F64)
+    ref = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
+    mu = torch.full((4,), 0.25, dtype=F64)
+    pairs = tb.population_pairs(tb.bradley_terry(reward), mu)
+    star = tb.optimal_policy(reward, ref, 0.5)
+    lengths = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=F64)
+    names = ["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
+             "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"]  # fmt: skip
+    for name in names:
+        eps = {"exo_pair": 1e-3}.get(name, 0.0)
+        spec = losses.trl_pair_loss(name, 0.5, label_smoothing=eps)
+        got = minimise_loss(spec.fn, pairs, ref, on=spec.on,
+                            lengths=lengths if spec.length_normalised else None)  # fmt: skip
+        assert got.converged, (name, got.verdict)
+        off = (got.policy - star).abs().max().item()
+        if name in ("sigmoid", "robust"):
+            assert off < 1e-12, name
+        else:
+            assert off > 1e-3, name

@@ -1,0 +1,77 @@
+"""The exact minimiser of any sequence-level preference loss on a token tree.
+
+A tabular tree policy (a free logit per edge) reaches every law over complete sequences with the
+support of π_ref, and a sequence-level loss sees π only through that law: its sequence
+log-ratios q(y) = Σ_t log π(a_t|s_t)/π_ref(a_t|s_t) (Rafailov et al. 2024, eqs. (8)–(9)) or
+their per-token averages q(y)/|y|. So the minimum over tree policies is the minimum over leaf
+laws, :func:`toybandit.minimise_loss` on the tree seen as a bandit (:func:`as_bandit`), turned
+into edge probabilities by the chain rule (:func:`token_policy`). Length-normalised losses
+(TRL's ``ipo`` and ``sigmoid_norm``) get each sequence's token count |y| = depth of its leaf;
+that is exactly where they differ from the summed losses of the papers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+from toybandit import minimise_loss
+from toybandit.data import PreferencePairs
+from toybandit.minimise import LossMinimum
+
+from .sequences import path_sum, token_policy
+from .tree import TokenTree
+
+Tensor = torch.Tensor
+
+__all__ = ["TreeLossMinimum", "minimise_tree_loss"]
+
+
+class TreeLossMinimum(NamedTuple):
+    """log π per edge [N] (0 at the root) of the minimiser, and the bandit result over leaves
+    (:class:`toybandit.LossMinimum`: its policy is the sequence law, its verdict applies here)."""
+
+    log_policy: Tensor
+    leaves: LossMinimum
+
+
+def minimise_tree_loss(
+    tree: TokenTree,
+    loss: Callable[..., Tensor],
+    pairs: PreferencePairs,
+    *,
+    on: str = "logratios",
+    length_normalised: bool = False,
+    steps: int = 500,
+    tolerance: float = 1e-12,
+) -> TreeLossMinimum:
+    """Minimise the weighted mean of a per-pair loss of sequence log-ratios over tree policies.
+
+    Args:
+        tree: the token tree (its ``log_ref`` is π_ref).
+        loss: as in :func:`toybandit.minimise_loss`, on sequence log-ratios (or sequence log π
+            with ``on="logps"``).
+        pairs: :class:`toybandit.PreferencePairs` whose indices are leaf positions (into
+            ``tree.leaves``), e.g. :func:`tokenmdp.population_trajectory_pairs`; ``prompts`` None.
+        length_normalised: call ``loss(chosen, rejected, chosen_lengths, rejected_lengths)`` with
+            each sequence's number of tokens (for ``losses.sigmoid_norm``, or TRL's ``ipo`` as
+            ``lambda c, r, nc, nr: losses.ipo(c / nc, r / nr, tau)``).
+        on, steps, tolerance: as in :func:`toybandit.minimise_loss`.
+
+    Returns:
+        :class:`TreeLossMinimum`. Where no finite minimiser exists, ``log_policy`` is the last
+        iterate and ``leaves.verdict`` says which sequences go to 0.
+    """
+    if not isinstance(tree, TokenTree):
+        raise ValueError(f"tree must be a tokenmdp.TokenTree, got {type(tree)}")
+    if isinstance(pairs, PreferencePairs) and pairs.prompts is not None:
+        raise ValueError("pairs.prompts must be None: a tree has one prompt (its root)")
+    leaf_log_ref = path_sum(tree, tree.log_ref.to(torch.float64)).cpu()
+    lengths = tree.depth[tree.leaves].to(torch.float64).cpu() if length_normalised else None
+    result = minimise_loss(
+        loss, pairs, leaf_log_ref.exp(), on=on, lengths=lengths, steps=steps, tolerance=tolerance
+    )
+    log_law = torch.where(result.policy > 0, result.policy.log(), -torch.inf)
+    return TreeLossMinimum(token_policy(tree, log_law.to(tree.device)), result)
