@@ -2,7 +2,7 @@
 
 β (log π − log π_ref) on every token of a batch, for a policy and a reference model (Llama
 architecture from a config, random weights, vocabulary 32 000 by default), computed by
-  - tokenmdp.lm.implicit_rewards: transformer body once, output head on chunks of positions,
+  - tokenmdp.lm.implicit_token_rewards: transformer body once, output head on chunks of positions,
     chosen logit − logsumexp per position (no vocabulary-sized log-softmax);
   - naive: model(...).logits → float32 log_softmax → gather;
   - TRL: model(...).logits → trl.trainer.utils.selective_log_softmax (TRL's own log-prob path).
@@ -86,7 +86,7 @@ def main() -> None:
     beta = 0.1
 
     def ours():
-        return lm.implicit_rewards(model, ref, ids, mask, mask, beta)
+        return lm.implicit_token_rewards(model, ref, ids, mask, mask, beta)
 
     def full_logits(m):
         with torch.no_grad():

@@ -40,7 +40,7 @@ def main(argv=None) -> dict:
     completion[:, 5:] = 1
     view = lm.q_values(policy, ids, None, beta)
     implied = lm.implied_rewards(policy, ref, ids, None, completion, beta)
-    implicit = lm.implicit_rewards(policy, ref, ids, None, completion, beta)
+    implicit = lm.implicit_token_rewards(policy, ref, ids, None, completion, beta)
     telescoping = (implied.sum(-1) - view.v[:, 4] - implicit.sum(-1)).abs().max().item()
     tokens = [2 + k for k in range(4 if args.quick else 6)]
     tree = lm.expand_tree(policy, ids[0, :3], tokens, 3, top_k=3).tree

@@ -132,7 +132,7 @@ def _(inst) -> float:
     policy, ref = model(), _reference()
     mask = torch.ones_like(ids)
     r = tlm.implied_rewards(policy, ref, ids, mask, completion, beta)
-    implicit = tlm.implicit_rewards(policy, ref, ids, mask, completion, beta)
+    implicit = tlm.implicit_token_rewards(policy, ref, ids, mask, completion, beta)
     first = int(completion[0].nonzero()[0]) - 1  # the state before the first completion token
     v = tlm.q_values(policy, ids, mask, beta).v[:, first]
     return (r.sum(-1) - v - implicit.sum(-1)).abs().max().item()

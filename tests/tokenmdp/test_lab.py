@@ -1,4 +1,4 @@
-"""tokenmdp.lab: the bridge to Hugging Face, the exact scorer, and a real (tiny) TRL training run."""
+"""tokenmdp.lm.lab: the bridge to Hugging Face, the exact scorer, and a real (tiny) TRL training run."""
 
 import math
 from types import SimpleNamespace
@@ -10,7 +10,7 @@ import tokenmdp as tm
 import toybandit as tb
 
 pytest.importorskip("trl")
-from tokenmdp import lab
+from tokenmdp.lm import lab
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_bad_settings(world):
         lab.train_preferences(model, model, vocab, data, loss="kto")
     other = lab.tree_vocabulary(lab.eos_tree(5, 3, generator=torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="do not belong together"):
-        lab.train_preferences(lab.small_model(other, 3), model, vocab, data)
+        lab.train_preferences(lab.small_model(other, 3), model, vocab, data, beta=0.5)
     deeper = lab.eos_tree(3, 5, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="context"):  # the model was sized for depth 3
         lab.score(model, deeper, torch.zeros(deeper.n_nodes), 0.5, lab.tree_vocabulary(deeper))

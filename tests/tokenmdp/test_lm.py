@@ -81,7 +81,7 @@ def test_chunking_does_not_change_values(monkeypatch):
     model = gpt2()
     x = ids(batch=4, length=12)
     whole = lm.token_logprobs(model, x)
-    monkeypatch.setattr(lm, "_CHUNK_LOGITS", 3 * VOCAB)  # three positions per chunk
+    monkeypatch.setattr(lm.scoring, "CHUNK_LOGITS", 3 * VOCAB)  # three positions per chunk
     torch.testing.assert_close(
         lm.token_logprobs(model, x), whole, atol=1e-12, rtol=0
     )  # matmul blocking
@@ -90,7 +90,7 @@ def test_chunking_does_not_change_values(monkeypatch):
 def test_unsplittable_models_use_their_full_logits(monkeypatch):
     model = gpt2()
     x = ids()
-    monkeypatch.setattr(lm, "_splittable", lambda m: False)
+    monkeypatch.setattr(lm.model, "fast_path", lambda m: False)
     torch.testing.assert_close(
         lm.token_logprobs(model, x), naive_logprobs(model, x), atol=1e-12, rtol=0
     )
@@ -125,7 +125,7 @@ def completion_batch():
 def test_implicit_rewards_are_masked_log_ratios():
     model, ref = gpt2(0), gpt2(1)
     x, mask, completion = completion_batch()
-    got = lm.implicit_rewards(model, ref, x, mask, completion, beta=0.3)
+    got = lm.implicit_token_rewards(model, ref, x, mask, completion, beta=0.3)
     want = 0.3 * (lm.token_logprobs(model, x, mask) - lm.token_logprobs(ref, x, mask))
     torch.testing.assert_close(got[:, 4:], want[:, 4:], atol=1e-12, rtol=0)
     assert (got[:, :4] == 0).all() and (got[:, 4:] != 0).all()
@@ -138,7 +138,7 @@ def test_implied_rewards_telescope(arch):
     x, mask, completion = completion_batch()
     beta = 0.7
     r = lm.implied_rewards(model, ref, x, mask, completion, beta, eos_token_id=1)
-    implicit = lm.implicit_rewards(model, ref, x, mask, completion, beta)
+    implicit = lm.implicit_token_rewards(model, ref, x, mask, completion, beta)
     view = lm.q_values(model, x, mask, beta)
     v_first = view.v[:, 4]  # the state before the first completion token (position 5)
     torch.testing.assert_close(r.sum(-1), v_first + implicit.sum(-1), atol=1e-10, rtol=0)
@@ -222,10 +222,11 @@ def test_preference_losses_equal_trl(trl_setup, ours, theirs, beta):
     with torch.no_grad():
         expected = trainer._compute_loss(trainer.model, trl_batch, False).item()
     batch = lm.preference_batch(tokenizer, rows)
-    got = lm.preference_loss(model, ref, batch, ours, beta=beta, tokenizer=tokenizer).mean().item()
+    strength = {"beta": beta} if ours == "dpo" else {"tau": beta}  # TRL's "ipo" beta is IPO's τ
+    got = lm.preference_loss(model, ref, batch, ours, **strength, tokenizer=tokenizer).mean().item()
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)  # TRL computes in float32
     if ours == "ipo_mean":  # the paper's summed IPO is a different number
-        summed = lm.preference_loss(model, ref, batch, "ipo", beta=beta).mean().item()
+        summed = lm.preference_loss(model, ref, batch, "ipo", tau=beta).mean().item()
         assert summed != pytest.approx(expected, rel=1e-3)
 
 
@@ -235,13 +236,13 @@ def test_pretokenised_rows_and_bad_rows(trl_setup):
     batch = lm.preference_batch(tokenizer, rows)
     assert batch["input_ids"].tolist() == [[2, 3, 4, 1, 0], [2, 3, 5, 6, 1]]
     assert batch["completion_mask"].tolist() == [[0, 0, 1, 1, 0], [0, 0, 1, 1, 1]]
-    assert lm.preference_loss(model, ref, batch, "ipo", beta=0.5).shape == (1,)
+    assert lm.preference_loss(model, ref, batch, "ipo", tau=0.5).shape == (1,)
     with pytest.raises(ValueError, match="empty chosen completion"):
         lm.preference_batch(tokenizer, [{"prompt_ids": [2], "chosen_ids": [], "rejected_ids": [3]}])
     with pytest.raises(ValueError, match="needs 'prompt'"):
         lm.preference_batch(tokenizer, [{"prompt": "a"}])
     with pytest.raises(ValueError, match="loss must be one of"):
-        lm.preference_loss(model, ref, batch, "kto", beta=0.5)
+        lm.preference_loss(model, ref, batch, "kto", tau=0.5)
 
 
 # -- the model as a tree ------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ def test_adapter_beam_search_agrees_with_tree_beam_search(width):
     prompt, tokens = [2, 3], [1, 4, 6, 8]
     ex = lm.expand_tree(model, prompt, tokens, 4, eos=1)
     best = tm.beam_search(ex.tree, ex.tree.log_ref, width)
-    path, score = lm.beam_search(model, prompt, tokens, 4, width, eos=1)
+    path, score = lm.model_beam_search(model, prompt, tokens, 4, width, eos=1)
     want = [t for t in ex.tree.paths([best.node])[0].tolist() if t >= 0]
     assert path == want and score == pytest.approx(best.score, abs=1e-10)
 
@@ -316,13 +317,13 @@ def test_bad_input_raises():
     model, other = gpt2(), gpt2(vocab=VOCAB + 5)
     x, mask, completion = completion_batch()
     with pytest.raises(ValueError, match="different vocabularies"):
-        lm.implicit_rewards(model, other, x, mask, completion, 0.1)
+        lm.implicit_token_rewards(model, other, x, mask, completion, 0.1)
     with pytest.raises(ValueError, match="outside the model's vocabulary"):
         lm.token_logprobs(model, torch.full((1, 3), VOCAB))
     with pytest.raises(ValueError, match="exceeds the model's context"):
         lm.token_logprobs(model, torch.ones(1, 40, dtype=torch.long))
     with pytest.raises(ValueError, match="empty completion"):
-        lm.implicit_rewards(model, model, x, mask, torch.zeros_like(x), 0.1)
+        lm.implicit_token_rewards(model, model, x, mask, torch.zeros_like(x), 0.1)
     with pytest.raises(ValueError, match="beta"):
         lm.q_values(model, x, mask, 0.0)
     with pytest.raises(ValueError, match="vocabulary"):
