@@ -104,6 +104,12 @@ def test_score_of_the_reference_is_its_kl(world):
     assert s.kl_model_opt == pytest.approx(tb.kl_divergence(ref_law, star_law).item(), rel=1e-10)
     assert s.kl_opt_model == pytest.approx(sum(s.kl_by_depth), rel=1e-10)  # chain rule
     assert s.kl_opt_model > 0.05
+    # credit: π_ref's implicit reward is 0, so what is left after removing the best shaping is
+    # −(Φ(s·a) − Φ(s)), Φ fitted to map r onto 0; its correlation with r, written out here
+    phi, _ = tm.recover_potential(tree, reward, torch.zeros_like(reward))
+    unshaped = -(phi - phi[tree.parent.clamp(min=0)])[1:]
+    want = torch.corrcoef(torch.stack([unshaped, reward[1:]]))[0, 1].item()
+    assert s.credit == pytest.approx(want, abs=1e-9) and abs(want) < 0.99
 
 
 def test_bad_settings(world):
@@ -165,3 +171,31 @@ def test_trl_training_moves_a_transformer_towards_the_exact_optimum(world, tmp_p
     assert after.kl_opt_model < 0.5 * before.kl_opt_model
     assert after.accuracy >= before.accuracy
     assert math.isfinite(after.credit)
+
+
+@pytest.mark.parametrize(
+    ("loss", "strength", "trl_loss"), [("dpo", "beta", "sigmoid"), ("ipo", "tau", "ipo")]
+)
+def test_each_lab_loss_reaches_trl_as_its_own_loss_type(world, monkeypatch, loss, strength, trl_loss):
+    """The configuration TRL's trainer receives: the loss type and the strength (TRL's beta)."""
+    import trl
+
+    tree, reward, vocab = world
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    class Recorder(trl.DPOTrainer):
+        def __init__(self, *args, **kwargs):
+            seen["loss_type"], seen["beta"] = list(kwargs["args"].loss_type), kwargs["args"].beta
+            raise Stop
+
+    monkeypatch.setattr(trl, "DPOTrainer", Recorder)
+    model = lab.small_model(vocab, tree.max_depth)
+    data = lab.preference_dataset(tree, reward, vocab, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(Stop):
+        lab.train_preferences(model, model, vocab, data, loss=loss, **{strength: 0.3})
+    assert seen == {"loss_type": [trl_loss], "beta": 0.3}
+    with pytest.raises(ValueError, match="takes"):
+        lab.train_preferences(model, model, vocab, data, loss=loss, beta=0.3, tau=0.3)
