@@ -140,7 +140,9 @@ def main(argv=None) -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
+    where = (
+        torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
+    )
     lines = [
         f"{where}; torch {torch.__version__}; Llama (2 layers, width 128), policy + reference, "
         "random weights; ratios against TRL's fused head in the same setting",

@@ -103,5 +103,8 @@ def test_tokenmdp_lm_surface():
             assert inspect.getdoc(obj), f"tokenmdp.lm.{attr} has no docstring"
         if hasattr(tm, attr):
             assert getattr(tm, attr) is obj, f"tokenmdp.lm.{attr} means something else in tokenmdp"
-    code = "import sys, tokenmdp; sys.exit(any(m.split('.')[0] in {'transformers', 'trl', 'peft'} for m in sys.modules))"
+    code = (
+        "import sys, tokenmdp; "
+        "sys.exit(any(m.split('.')[0] in {'transformers', 'trl', 'peft'} for m in sys.modules))"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -176,7 +176,9 @@ def test_trl_training_moves_a_transformer_towards_the_exact_optimum(world, tmp_p
 @pytest.mark.parametrize(
     ("loss", "strength", "trl_loss"), [("dpo", "beta", "sigmoid"), ("ipo", "tau", "ipo")]
 )
-def test_each_lab_loss_reaches_trl_as_its_own_loss_type(world, monkeypatch, loss, strength, trl_loss):
+def test_each_lab_loss_reaches_trl_as_its_own_loss_type(
+    world, monkeypatch, loss, strength, trl_loss
+):
     """The configuration TRL's trainer receives: the loss type and the strength (TRL's beta)."""
     import trl
 
@@ -193,7 +195,9 @@ def test_each_lab_loss_reaches_trl_as_its_own_loss_type(world, monkeypatch, loss
 
     monkeypatch.setattr(trl, "DPOTrainer", Recorder)
     model = lab.small_model(vocab, tree.max_depth)
-    data = lab.preference_dataset(tree, reward, vocab, 8, generator=torch.Generator().manual_seed(0))
+    data = lab.preference_dataset(
+        tree, reward, vocab, 8, generator=torch.Generator().manual_seed(0)
+    )
     with pytest.raises(Stop):
         lab.train_preferences(model, model, vocab, data, loss=loss, **{strength: 0.3})
     assert seen == {"loss_type": [trl_loss], "beta": 0.3}

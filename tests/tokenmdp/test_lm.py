@@ -528,9 +528,8 @@ def test_label_smoothing_reaches_the_dpo_loss(trl_setup):
     h_chosen, h_rejected = lm.completion_logratios(model, ref, batch).double().chunk(2)
     h = h_chosen - h_rejected
     beta, eps = 0.8, 0.3
-    want = -(1 - eps) * torch.nn.functional.logsigmoid(beta * h) - eps * torch.nn.functional.logsigmoid(
-        -beta * h
-    )
+    logsigmoid = torch.nn.functional.logsigmoid
+    want = -(1 - eps) * logsigmoid(beta * h) - eps * logsigmoid(-beta * h)
     got = lm.preference_loss(model, ref, batch, "dpo", beta=beta, label_smoothing=eps)
     torch.testing.assert_close(got.double(), want, atol=1e-6, rtol=0)
     plain = lm.preference_loss(model, ref, batch, "dpo", beta=beta)

@@ -87,7 +87,8 @@ def worst_residual(model, lengths=(9, 6, 3), width=9):
         want = own_logprobs(model, r)
         got_right, got_left = by_right[i, : n - 1], by_left[i, width - n :]
         assert (by_right[i, n - 1 :] == 0).all() and (by_left[i, : width - n] == 0).all()
-        worst = max(worst, (got_right - want).abs().max().item(), (got_left - want).abs().max().item())
+        for got in (got_right, got_left):
+            worst = max(worst, (got - want).abs().max().item())
     assert torch.isfinite(by_left).all() and torch.isfinite(by_right).all()
     return worst
 

@@ -236,7 +236,8 @@ def check_search(model, prompt_ids, depth, tokens, *, eos=None, top_k=None, name
     context = context_length(model)
     if context is not None and prompt.numel() + depth > context:
         raise ValueError(
-            f"prompt_ids ({prompt.numel()}) + depth ({depth}) exceed the model's context of {context}"
+            f"prompt_ids ({prompt.numel()}) + depth ({depth}) exceed the model's context of "
+            f"{context}"
         )
     allowed = torch.as_tensor(tokens).reshape(-1)
     if allowed.is_floating_point() or allowed.numel() == 0:

@@ -400,10 +400,13 @@ def sweep(setting: Setting, out: str | Path, *, progress=None) -> list[dict[str,
     vocab = tree_vocabulary(tree)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     base = small_model(vocab, tree.max_depth, seed=setting.seed).to(device)
-    say(f"tree: {tree.n_nodes} nodes, {tree.leaves.numel()} sequences; warming up on {setting.sft_samples} samples")
+    say(
+        f"tree: {tree.n_nodes} nodes, {tree.leaves.numel()} sequences; warming up on "
+        f"{setting.sft_samples} samples"
+    )
     with quiet():
         data = sft_dataset(tree, vocab, setting.sft_samples, generator=g)
-    warm_up(base, vocab, data, seed=setting.seed)
+        warm_up(base, vocab, data, seed=setting.seed)
     rows = []
     runs, done = len(setting.betas) * len(setting.losses) * len(setting.pairs), 0
     for beta in setting.betas:
@@ -423,7 +426,8 @@ def sweep(setting: Setting, out: str | Path, *, progress=None) -> list[dict[str,
                 )  # fmt: skip
                 rows.append(_row(loss, beta, n, score(model, tree, reward, beta, vocab)))
                 done += 1
-                say(f"[{done}/{runs}] {loss}, β={beta}, {n} pairs: KL(π* ‖ π_θ) = {rows[-1]['kl_opt_model']:.4g}")
+                kl = rows[-1]["kl_opt_model"]
+                say(f"[{done}/{runs}] {loss}, β={beta}, {n} pairs: KL(π* ‖ π_θ) = {kl:.4g}")
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -113,7 +113,8 @@ def check_batch(model, input_ids, attention_mask, *, min_tokens: int = 2) -> tup
             f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, got "
             f"{tuple(attention_mask.shape)}"
         )
-    if attention_mask.dtype != torch.bool and not ((attention_mask == 0) | (attention_mask == 1)).all():
+    binary = (attention_mask == 0) | (attention_mask == 1)
+    if attention_mask.dtype != torch.bool and not binary.all():
         raise ValueError("attention_mask must be binary (0 on padding, 1 on real tokens)")
     attention_mask = attention_mask.to(torch.long)
     n = vocab_size(model)
@@ -187,7 +188,8 @@ def logits_of(model, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         )
     if logits.shape[-1] != vocab_size(model):
         raise ValueError(
-            f"model's logits have {logits.shape[-1]} entries but its head has {vocab_size(model)} rows"
+            f"model's logits have {logits.shape[-1]} entries but its head has "
+            f"{vocab_size(model)} rows"
         )
     return logits
 
@@ -246,7 +248,8 @@ def hidden_or_logits(model, input_ids: Tensor, attention_mask: Tensor):
     with torch.no_grad():
         if fast_path(model):
             body, head = _parts(model)
-            return body(**_kwargs(input_ids, attention_mask), use_cache=False).last_hidden_state, head
+            hidden = body(**_kwargs(input_ids, attention_mask), use_cache=False).last_hidden_state
+            return hidden, head
         return logits_of(model, input_ids, attention_mask), None
 
 
