@@ -203,3 +203,21 @@ def test_each_lab_loss_reaches_trl_as_its_own_loss_type(
     assert seen == {"loss_type": [trl_loss], "beta": 0.3}
     with pytest.raises(ValueError, match="takes"):
         lab.train_preferences(model, model, vocab, data, loss=loss, beta=0.3, tau=0.3)
+
+
+@pytest.mark.slow
+def test_the_lab_prints_its_own_lines_only(tmp_path, capfd):
+    """A whole (tiny) sweep through the command line: progress lines and the table, nothing from
+    transformers, datasets or TRL (no warnings, progress bars or metric dicts)."""
+    tiny = lab.Setting(sft_samples=64, pairs=(8,), losses=("dpo", "ipo"), epochs=1)
+    import unittest.mock
+
+    with unittest.mock.patch.object(lab, "QUICK", tiny):
+        assert lab.main(["--quick", "--out", str(tmp_path)]) == 0
+    out, err = capfd.readouterr()
+    lines = out.splitlines()
+    assert lines[0].startswith("tree: ") and lines[1].startswith("[1/2] dpo")
+    assert lines[2].startswith("[2/2] ipo") and lines[3].startswith("method | beta")
+    assert len(lines) == 4 + 3 + 1 and lines[-1].startswith("written: ")
+    assert err == ""
+    assert (tmp_path / "results.csv").exists() and (tmp_path / "results.png").exists()
