@@ -51,7 +51,11 @@ def expand_tree(
 
     Returns:
         :class:`Expansion` (tree, cut); ``tree.token`` holds vocabulary ids, ``tree.vocab_size`` is
-        the model's vocabulary.
+        the model's vocabulary. The tree is the token MDP of Rafailov et al. 2024, sec. 4 with the
+        model as π_ref, on which every tabular check of :mod:`tokenmdp` runs.
+
+    Raises:
+        ValueError: the inputs :func:`check_search` refuses.
     """
     prompt, allowed = check_search(model, prompt_ids, depth, tokens, eos=eos, top_k=top_k)
     n_vocab = vocab_size(model)
@@ -111,6 +115,10 @@ def tree_policy(
     Returns:
         :class:`Expansion` whose ``tree`` is ``tree`` with ``log_ref`` replaced by the model's law,
         and ``cut`` the model's mass outside the children of each state.
+
+    Raises:
+        ValueError: ``token_ids`` too short for the tree's tokens, or the inputs
+            :func:`check_search` refuses (the mapped ids play the part of ``tokens``).
     """
     mapping = (
         torch.arange(int(tree.token.max()) + 1)
