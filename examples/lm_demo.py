@@ -1,8 +1,9 @@
 """A real transformers model as a token MDP: the Q/V view, the implied reward and its telescoping sum,
 a credit-assignment plot, and the exact tree checks of proofs_check on the model's own tree.
 
-A tiny random GPT-2 (float64) by default; ``--model PATH`` for a local checkpoint (and its
-tokenizer); a GPU when there is one.
+A tiny random GPT-2 (float64) by default; ``--model PATH`` for a local checkpoint, cast to float64,
+with a tiny random GPT-2 of its vocabulary as the reference (a model is no reference for itself:
+its implicit rewards would all be 0); a GPU when there is one.
 
     python examples/lm_demo.py [--quick] [--out DIR] [--model PATH]
 """
@@ -18,14 +19,13 @@ from _common import parse, save
 
 
 def models(path):
-    from transformers import AutoModelForCausalLM
-
-    from proofs_check.lm_claims import tiny_model
+    from proofs_check.lm_claims import load_checkpoint, tiny_model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if path:
-        policy = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval().to(device)
-        return policy, policy, f"{path}"
+        policy = load_checkpoint(path).double().to(device)
+        ref = tiny_model(1, vocab_size=lm.vocab_size(policy)).to(device)
+        return policy, ref, f"{path} (float64; reference: a tiny random GPT-2)"
     return tiny_model(0).to(device), tiny_model(1).to(device), "tiny random GPT-2 (float64)"
 
 
@@ -40,7 +40,7 @@ def main(argv=None) -> dict:
     completion[:, 5:] = 1
     view = lm.q_values(policy, ids, None, beta)
     implied = lm.implied_rewards(policy, ref, ids, None, completion, beta)
-    implicit = lm.implicit_rewards(policy, ref, ids, None, completion, beta)
+    implicit = lm.implicit_token_rewards(policy, ref, ids, None, completion, beta)
     telescoping = (implied.sum(-1) - view.v[:, 4] - implicit.sum(-1)).abs().max().item()
     tokens = [2 + k for k in range(4 if args.quick else 6)]
     tree = lm.expand_tree(policy, ids[0, :3], tokens, 3, top_k=3).tree

@@ -144,7 +144,7 @@ end) telescopes as in sec. 4.1: Σ r = V(s_first) + Σ β log π/π_ref.""",
     (
         "code",
         """r = lm.implied_rewards(policy, ref, ids, None, completion, beta)
-implicit = lm.implicit_rewards(policy, ref, ids, None, completion, beta)
+implicit = lm.implicit_token_rewards(policy, ref, ids, None, completion, beta)
 r.sum(-1) - (view.v[:, 3] + implicit.sum(-1))""",
     ),
     (
@@ -191,7 +191,7 @@ rows   # (value-guided, likelihood, myopic) at each depth""",
     ),
     (
         "code",
-        """r_demo = lm.implicit_rewards(policy, ref, ids, None, completion, beta)
+        """r_demo = lm.implicit_token_rewards(policy, ref, ids, None, completion, beta)
 fig = lm.plot_credit([([f"#{t}" for t in ids[b, 4:].tolist()], r_demo[b, 3:]) for b in range(2)], titles=["row 0", "row 1"])""",
     ),
 ]

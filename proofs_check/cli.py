@@ -176,7 +176,12 @@ def _run_claims(args) -> tuple[list[Result], int]:
     if any("lm" in c.tags for c in claims) and (args.model or args.device != "cpu"):
         from .lm_claims import set_model
 
-        print(f"LM claims on {set_model(args.model, args.device)}", file=sys.stderr)
+        try:
+            source = set_model(args.model, args.device)
+        except ValueError as error:  # a missing checkpoint: one line, not a traceback
+            print(f"proofs-check: {error}", file=sys.stderr)
+            return [], 2
+        print(f"LM claims on {source}", file=sys.stderr)
     elif args.model:
         return _usage_error("--model given but no LM claim is selected (needs the `lm` extra)")
     results = []

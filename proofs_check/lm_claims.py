@@ -36,29 +36,51 @@ MIRRORED = (
 )
 
 
-def tiny_model(seed: int = 0):
-    """A 2-layer GPT-2 with a 64-token vocabulary and random weights, in float64."""
+def tiny_model(seed: int = 0, vocab_size: int = 64):
+    """A 2-layer GPT-2 with a ``vocab_size``-token vocabulary and random weights, in float64."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
-        vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2, bos_token_id=1,
+        vocab_size=vocab_size, n_positions=32, n_embd=32, n_layer=2, n_head=2, bos_token_id=1,
         eos_token_id=1, pad_token_id=0,
     )  # fmt: skip
     torch.manual_seed(seed)
     return GPT2LMHeadModel(config).eval().double()
 
 
+def load_checkpoint(path: str):
+    """The causal LM saved at a local directory ``path``, in its stored precision.
+
+    Raises:
+        ValueError: ``path`` is not a directory holding a ``config.json`` (one line, no hub
+            lookup).
+    """
+    import os
+
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise ValueError(f"--model {path}: not a local checkpoint directory (no config.json there)")
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
+
+
 def set_model(path: str | None = None, device: str = "cpu") -> str:
     """Use the causal LM at a local ``path`` (or the tiny random one) for the ``.lm`` claims;
-    returns a description of it. The reference model of the text claim is a second tiny model, or
-    the checkpoint itself."""
+    returns a description of it.
+
+    The claims are exact identities with float64 tolerances, so a checkpoint is cast to float64
+    (a float32 model's own rounding, 1e-7 relative, would otherwise show as a mismatch). The
+    reference model of the text claim must differ from the policy (else every log-ratio is 0 and
+    the claim cannot fail): a tiny random GPT-2 with the checkpoint's vocabulary.
+    """
     if path is None:
         model, ref, source = tiny_model(), tiny_model(seed=1), "tiny random GPT-2 (float64)"
     else:
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
-        ref, source = model, f"{path} ({next(model.parameters()).dtype})"
+        model = load_checkpoint(path)
+        stored = next(model.parameters()).dtype
+        model = model.double()
+        ref = tiny_model(seed=1, vocab_size=tlm.vocab_size(model))
+        source = f"{path} (stored {stored}, checked in float64; reference: a tiny random GPT-2)"
     _STATE.update(model=model.to(device), ref=ref.to(device), source=source)
     return source
 
@@ -135,7 +157,7 @@ def _(inst) -> float:
     policy, ref = model(), _reference()
     mask = torch.ones_like(ids)
     r = tlm.implied_rewards(policy, ref, ids, mask, completion, beta)
-    implicit = tlm.implicit_rewards(policy, ref, ids, mask, completion, beta)
+    implicit = tlm.implicit_token_rewards(policy, ref, ids, mask, completion, beta)
     first = int(completion[0].nonzero()[0]) - 1  # the state before the first completion token
     v = tlm.q_values(policy, ids, mask, beta).v[:, first]
     return (r.sum(-1) - v - implicit.sum(-1)).abs().max().item()

@@ -84,3 +84,28 @@ def test_tokenmdp_design_api_signatures():
     for attr in ("parent", "token", "depth", "log_ref", "terminal"):
         assert getattr(tree, attr).shape == (tree.n_nodes,)
     assert tm.soft_solve(tree, [0.0] * tree.n_nodes, 1.0)._fields == ("q", "v", "log_policy")
+
+
+def test_tokenmdp_lm_surface():
+    """tokenmdp.lm: a flat documented __all__, no name shared with tokenmdp unless it is the same
+    object, and ``import tokenmdp`` does not pull in transformers."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("transformers")
+    import tokenmdp as tm
+    from tokenmdp import lm
+
+    assert lm.__doc__ and len(lm.__all__) == len(set(lm.__all__))
+    for attr in lm.__all__:
+        obj = getattr(lm, attr)
+        assert not inspect.ismodule(obj), attr  # flat: functions and classes, not submodules
+        if callable(obj):
+            assert inspect.getdoc(obj), f"tokenmdp.lm.{attr} has no docstring"
+        if hasattr(tm, attr):
+            assert getattr(tm, attr) is obj, f"tokenmdp.lm.{attr} means something else in tokenmdp"
+    code = (
+        "import sys, tokenmdp; "
+        "sys.exit(any(m.split('.')[0] in {'transformers', 'trl', 'peft'} for m in sys.modules))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

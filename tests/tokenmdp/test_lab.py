@@ -1,4 +1,4 @@
-"""tokenmdp.lab: the bridge to Hugging Face, the exact scorer, and a real (tiny) TRL training run."""
+"""tokenmdp.lm.lab: the bridge to Hugging Face, the exact scorer, and a real (tiny) TRL training run."""
 
 import math
 from types import SimpleNamespace
@@ -10,7 +10,7 @@ import tokenmdp as tm
 import toybandit as tb
 
 pytest.importorskip("trl")
-from tokenmdp import lab
+from tokenmdp.lm import lab
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +104,12 @@ def test_score_of_the_reference_is_its_kl(world):
     assert s.kl_model_opt == pytest.approx(tb.kl_divergence(ref_law, star_law).item(), rel=1e-10)
     assert s.kl_opt_model == pytest.approx(sum(s.kl_by_depth), rel=1e-10)  # chain rule
     assert s.kl_opt_model > 0.05
+    # credit: π_ref's implicit reward is 0, so what is left after removing the best shaping is
+    # −(Φ(s·a) − Φ(s)), Φ fitted to map r onto 0; its correlation with r, written out here
+    phi, _ = tm.recover_potential(tree, reward, torch.zeros_like(reward))
+    unshaped = -(phi - phi[tree.parent.clamp(min=0)])[1:]
+    want = torch.corrcoef(torch.stack([unshaped, reward[1:]]))[0, 1].item()
+    assert s.credit == pytest.approx(want, abs=1e-9) and abs(want) < 0.99
 
 
 def test_bad_settings(world):
@@ -118,7 +124,7 @@ def test_bad_settings(world):
         lab.train_preferences(model, model, vocab, data, loss="kto")
     other = lab.tree_vocabulary(lab.eos_tree(5, 3, generator=torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="do not belong together"):
-        lab.train_preferences(lab.small_model(other, 3), model, vocab, data)
+        lab.train_preferences(lab.small_model(other, 3), model, vocab, data, beta=0.5)
     deeper = lab.eos_tree(3, 5, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="context"):  # the model was sized for depth 3
         lab.score(model, deeper, torch.zeros(deeper.n_nodes), 0.5, lab.tree_vocabulary(deeper))
@@ -165,3 +171,53 @@ def test_trl_training_moves_a_transformer_towards_the_exact_optimum(world, tmp_p
     assert after.kl_opt_model < 0.5 * before.kl_opt_model
     assert after.accuracy >= before.accuracy
     assert math.isfinite(after.credit)
+
+
+@pytest.mark.parametrize(
+    ("loss", "strength", "trl_loss"), [("dpo", "beta", "sigmoid"), ("ipo", "tau", "ipo")]
+)
+def test_each_lab_loss_reaches_trl_as_its_own_loss_type(
+    world, monkeypatch, loss, strength, trl_loss
+):
+    """The configuration TRL's trainer receives: the loss type and the strength (TRL's beta)."""
+    import trl
+
+    tree, reward, vocab = world
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    class Recorder(trl.DPOTrainer):
+        def __init__(self, *args, **kwargs):
+            seen["loss_type"], seen["beta"] = list(kwargs["args"].loss_type), kwargs["args"].beta
+            raise Stop
+
+    monkeypatch.setattr(trl, "DPOTrainer", Recorder)
+    model = lab.small_model(vocab, tree.max_depth)
+    data = lab.preference_dataset(
+        tree, reward, vocab, 8, generator=torch.Generator().manual_seed(0)
+    )
+    with pytest.raises(Stop):
+        lab.train_preferences(model, model, vocab, data, loss=loss, **{strength: 0.3})
+    assert seen == {"loss_type": [trl_loss], "beta": 0.3}
+    with pytest.raises(ValueError, match="takes"):
+        lab.train_preferences(model, model, vocab, data, loss=loss, beta=0.3, tau=0.3)
+
+
+@pytest.mark.slow
+def test_the_lab_prints_its_own_lines_only(tmp_path, capfd):
+    """A whole (tiny) sweep through the command line: progress lines and the table, nothing from
+    transformers, datasets or TRL (no warnings, progress bars or metric dicts)."""
+    tiny = lab.Setting(sft_samples=64, pairs=(8,), losses=("dpo", "ipo"), epochs=1)
+    import unittest.mock
+
+    with unittest.mock.patch.object(lab, "QUICK", tiny):
+        assert lab.main(["--quick", "--out", str(tmp_path)]) == 0
+    out, err = capfd.readouterr()
+    lines = out.splitlines()
+    assert lines[0].startswith("tree: ") and lines[1].startswith("[1/2] dpo")
+    assert lines[2].startswith("[2/2] ipo") and lines[3].startswith("method | beta")
+    assert len(lines) == 4 + 3 + 1 and lines[-1].startswith("written: ")
+    assert err == ""
+    assert (tmp_path / "results.csv").exists() and (tmp_path / "results.png").exists()

@@ -81,7 +81,7 @@ def test_chunking_does_not_change_values(monkeypatch):
     model = gpt2()
     x = ids(batch=4, length=12)
     whole = lm.token_logprobs(model, x)
-    monkeypatch.setattr(lm, "_CHUNK_LOGITS", 3 * VOCAB)  # three positions per chunk
+    monkeypatch.setattr(lm.scoring, "CHUNK_LOGITS", 3 * VOCAB)  # three positions per chunk
     torch.testing.assert_close(
         lm.token_logprobs(model, x), whole, atol=1e-12, rtol=0
     )  # matmul blocking
@@ -90,7 +90,7 @@ def test_chunking_does_not_change_values(monkeypatch):
 def test_unsplittable_models_use_their_full_logits(monkeypatch):
     model = gpt2()
     x = ids()
-    monkeypatch.setattr(lm, "_splittable", lambda m: False)
+    monkeypatch.setattr(lm.model, "fast_path", lambda m: False)
     torch.testing.assert_close(
         lm.token_logprobs(model, x), naive_logprobs(model, x), atol=1e-12, rtol=0
     )
@@ -125,7 +125,7 @@ def completion_batch():
 def test_implicit_rewards_are_masked_log_ratios():
     model, ref = gpt2(0), gpt2(1)
     x, mask, completion = completion_batch()
-    got = lm.implicit_rewards(model, ref, x, mask, completion, beta=0.3)
+    got = lm.implicit_token_rewards(model, ref, x, mask, completion, beta=0.3)
     want = 0.3 * (lm.token_logprobs(model, x, mask) - lm.token_logprobs(ref, x, mask))
     torch.testing.assert_close(got[:, 4:], want[:, 4:], atol=1e-12, rtol=0)
     assert (got[:, :4] == 0).all() and (got[:, 4:] != 0).all()
@@ -138,7 +138,7 @@ def test_implied_rewards_telescope(arch):
     x, mask, completion = completion_batch()
     beta = 0.7
     r = lm.implied_rewards(model, ref, x, mask, completion, beta, eos_token_id=1)
-    implicit = lm.implicit_rewards(model, ref, x, mask, completion, beta)
+    implicit = lm.implicit_token_rewards(model, ref, x, mask, completion, beta)
     view = lm.q_values(model, x, mask, beta)
     v_first = view.v[:, 4]  # the state before the first completion token (position 5)
     torch.testing.assert_close(r.sum(-1), v_first + implicit.sum(-1), atol=1e-10, rtol=0)
@@ -222,10 +222,11 @@ def test_preference_losses_equal_trl(trl_setup, ours, theirs, beta):
     with torch.no_grad():
         expected = trainer._compute_loss(trainer.model, trl_batch, False).item()
     batch = lm.preference_batch(tokenizer, rows)
-    got = lm.preference_loss(model, ref, batch, ours, beta=beta, tokenizer=tokenizer).mean().item()
+    strength = {"beta": beta} if ours == "dpo" else {"tau": beta}  # TRL's "ipo" beta is IPO's τ
+    got = lm.preference_loss(model, ref, batch, ours, **strength, tokenizer=tokenizer).mean().item()
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)  # TRL computes in float32
     if ours == "ipo_mean":  # the paper's summed IPO is a different number
-        summed = lm.preference_loss(model, ref, batch, "ipo", beta=beta).mean().item()
+        summed = lm.preference_loss(model, ref, batch, "ipo", tau=beta).mean().item()
         assert summed != pytest.approx(expected, rel=1e-3)
 
 
@@ -235,13 +236,13 @@ def test_pretokenised_rows_and_bad_rows(trl_setup):
     batch = lm.preference_batch(tokenizer, rows)
     assert batch["input_ids"].tolist() == [[2, 3, 4, 1, 0], [2, 3, 5, 6, 1]]
     assert batch["completion_mask"].tolist() == [[0, 0, 1, 1, 0], [0, 0, 1, 1, 1]]
-    assert lm.preference_loss(model, ref, batch, "ipo", beta=0.5).shape == (1,)
+    assert lm.preference_loss(model, ref, batch, "ipo", tau=0.5).shape == (1,)
     with pytest.raises(ValueError, match="empty chosen completion"):
         lm.preference_batch(tokenizer, [{"prompt_ids": [2], "chosen_ids": [], "rejected_ids": [3]}])
     with pytest.raises(ValueError, match="needs 'prompt'"):
         lm.preference_batch(tokenizer, [{"prompt": "a"}])
     with pytest.raises(ValueError, match="loss must be one of"):
-        lm.preference_loss(model, ref, batch, "kto", beta=0.5)
+        lm.preference_loss(model, ref, batch, "kto", tau=0.5)
 
 
 # -- the model as a tree ------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ def test_adapter_beam_search_agrees_with_tree_beam_search(width):
     prompt, tokens = [2, 3], [1, 4, 6, 8]
     ex = lm.expand_tree(model, prompt, tokens, 4, eos=1)
     best = tm.beam_search(ex.tree, ex.tree.log_ref, width)
-    path, score = lm.beam_search(model, prompt, tokens, 4, width, eos=1)
+    path, score = lm.model_beam_search(model, prompt, tokens, 4, width, eos=1)
     want = [t for t in ex.tree.paths([best.node])[0].tolist() if t >= 0]
     assert path == want and score == pytest.approx(best.score, abs=1e-10)
 
@@ -316,13 +317,13 @@ def test_bad_input_raises():
     model, other = gpt2(), gpt2(vocab=VOCAB + 5)
     x, mask, completion = completion_batch()
     with pytest.raises(ValueError, match="different vocabularies"):
-        lm.implicit_rewards(model, other, x, mask, completion, 0.1)
+        lm.implicit_token_rewards(model, other, x, mask, completion, 0.1)
     with pytest.raises(ValueError, match="outside the model's vocabulary"):
         lm.token_logprobs(model, torch.full((1, 3), VOCAB))
     with pytest.raises(ValueError, match="exceeds the model's context"):
         lm.token_logprobs(model, torch.ones(1, 40, dtype=torch.long))
     with pytest.raises(ValueError, match="empty completion"):
-        lm.implicit_rewards(model, model, x, mask, torch.zeros_like(x), 0.1)
+        lm.implicit_token_rewards(model, model, x, mask, torch.zeros_like(x), 0.1)
     with pytest.raises(ValueError, match="beta"):
         lm.q_values(model, x, mask, 0.0)
     with pytest.raises(ValueError, match="vocabulary"):
@@ -389,3 +390,151 @@ def test_tree_policy_scores_a_given_tree_like_expansion(top_k):
     torch.testing.assert_close(mapped.tree.log_ref, ex.tree.log_ref, atol=1e-12, rtol=0)
     with pytest.raises(ValueError, match="vocabulary"):
         lm.tree_policy(model, small, [2, 3], token_ids=[VOCAB] * 4)
+
+
+# -- no silent wrong number from real use ---------------------------------------------------------------
+
+
+def test_a_model_in_train_mode_scores_deterministically_and_keeps_its_modes():
+    cfg = transformers.GPT2Config(
+        vocab_size=VOCAB, n_positions=32, n_embd=16, n_layer=2, n_head=2,
+        resid_pdrop=0.5, embd_pdrop=0.5, attn_pdrop=0.5,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(cfg).double().train()
+    model.transformer.h[0].eval()  # a caller's mixed modes come back as they were
+    x = ids()
+    a, b = lm.token_logprobs(model, x), lm.token_logprobs(model, x)
+    assert torch.equal(a, b)
+    assert model.training and not model.transformer.h[0].training and model.transformer.h[1].training
+    torch.testing.assert_close(a, naive_logprobs(model.eval(), x), atol=1e-12, rtol=0)
+
+
+def test_the_first_real_token_is_not_a_prediction():
+    """Left padding gives its right-padded twin's entries exactly; the first real token is 0."""
+    model = llama()
+    x = ids(batch=2, length=7)
+    left = torch.cat([torch.zeros(2, 3, dtype=torch.long), x], 1)
+    mask = torch.cat([torch.zeros(2, 3, dtype=torch.long), torch.ones_like(x)], 1)
+    got = lm.token_logprobs(model, left, mask)
+    assert (got[:, :3] == 0).all()  # entry 2 is x[0] after padding only: not a prediction
+    torch.testing.assert_close(got[:, 3:], lm.token_logprobs(model, x), atol=1e-12, rtol=0)
+    torch.testing.assert_close(got.sum(-1), lm.token_logprobs(model, x).sum(-1), atol=1e-12, rtol=0)
+
+
+def test_bad_masks_models_and_ids_are_refused_before_the_model_runs():
+    model = gpt2()
+    x = ids()
+    with pytest.raises(ValueError, match="attention_mask must be binary"):
+        lm.token_logprobs(model, x, torch.full(x.shape, 2))
+    with pytest.raises(ValueError, match="attention_mask must be binary"):
+        lm.token_logprobs(model, x, torch.full(x.shape, 0.5))
+    with pytest.raises(ValueError, match="attention_mask must have the shape"):
+        lm.token_logprobs(model, x, torch.ones(3, 8))
+    with pytest.raises(ValueError, match="input_ids hold ids outside"):
+        padded = x.clone()
+        padded[0, 0] = -100  # a label id used as padding: the model would index with it
+        lm.token_logprobs(model, padded, (padded >= 0).long())
+    with pytest.raises(ValueError, match="input_ids must be an integer tensor"):
+        lm.token_logprobs(model, x.double())
+    with pytest.raises(ValueError, match="completion_mask must be binary"):
+        lm.implicit_token_rewards(model, model, x, None, torch.full(x.shape, 3), 0.1)
+    body = transformers.GPT2Model(model.config).double()
+    with pytest.raises(ValueError, match="causal LM"):
+        lm.token_logprobs(body, x)
+
+
+def test_search_inputs_share_one_check():
+    model = gpt2()
+    for call in (
+        lambda **kw: lm.expand_tree(model, [2], depth=2, **kw),
+        lambda **kw: lm.model_beam_search(model, [2], depth=2, width=2, **kw),
+    ):
+        with pytest.raises(ValueError, match="distinct"):
+            call(tokens=[3, 3, 4])
+        with pytest.raises(ValueError, match="eos 1 must be one of"):
+            call(tokens=[3, 4], eos=1)
+        with pytest.raises(ValueError, match="vocabulary"):
+            call(tokens=[3, VOCAB])
+        with pytest.raises(ValueError, match="top_k"):
+            call(tokens=[3, 4], top_k=0)
+    with pytest.raises(ValueError, match="depth"):
+        lm.model_beam_search(model, [2], [3, 4], 0, 2)
+    with pytest.raises(ValueError, match="prompt_ids"):
+        lm.model_beam_search(model, [VOCAB], [3, 4], 2, 2)
+    tree = lm.expand_tree(model, [2], [3, 4, 5], 2).tree
+    with pytest.raises(ValueError, match="token_ids must be distinct"):
+        lm.tree_policy(model, tree, [2], token_ids=[7, 7, 7, 7, 7, 7])
+
+
+def test_beam_search_with_unsorted_tokens_gives_the_exact_log_probability():
+    model = gpt2(3)
+    path, score = lm.model_beam_search(model, [2, 3], [8, 1, 6, 4], 3, 1, eos=1)
+    ex = lm.expand_tree(model, [2, 3], [1, 4, 6, 8], 3, eos=1)
+    node = 0
+    total = 0.0
+    for token in path:
+        kids = (ex.tree.parent == node).nonzero().squeeze(-1)
+        node = int(kids[ex.tree.token[kids] == token])
+        total += float(ex.tree.log_ref[node])
+    assert score == pytest.approx(total, abs=1e-12)
+
+
+# -- faults that must not go unnoticed -----------------------------------------------------------------
+
+
+def test_implied_reward_of_an_eos_token_has_no_next_value():
+    """After EOS the state is terminal: r at the EOS token is Q − β log π_ref, with no V(s_{t+1}),
+    even when more completion tokens follow it in the row."""
+    model, ref = gpt2(0), gpt2(1)
+    x = ids(batch=2, length=10, seed=4)
+    x[:, 6] = 1  # EOS inside the completion
+    completion = torch.zeros_like(x)
+    completion[:, 4:] = 1
+    beta = 0.7
+    r = lm.implied_rewards(model, ref, x, None, completion, beta, eos_token_id=1)
+    view = lm.q_values(model, x, None, beta)
+    lp_ref = lm.token_logprobs(ref, x)
+    eos_entry = 5  # entry t scores token t + 1
+    torch.testing.assert_close(
+        r[:, eos_entry], view.q[:, eos_entry] - beta * lp_ref[:, eos_entry], atol=1e-12, rtol=0
+    )
+    before = 4  # an ordinary completion token: its next state's value is subtracted
+    torch.testing.assert_close(
+        r[:, before],
+        view.q[:, before] - beta * lp_ref[:, before] - view.v[:, before + 1],
+        atol=1e-12, rtol=0,
+    )  # fmt: skip
+
+
+def test_top_k_keeps_the_most_likely_tokens():
+    model = llama(1)
+    prompt, tokens = [3, 4], list(range(2, 14))
+    ex = lm.expand_tree(model, prompt, tokens, 2, top_k=3)
+    tree = ex.tree
+    paths = tree.paths(torch.arange(tree.n_nodes)).tolist()
+    for n in (~tree.terminal).nonzero().squeeze(-1).tolist():
+        state = prompt + [t for t in paths[n] if t >= 0]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([state])).logits[0, -1], -1)[tokens]
+        kept = set(tree.token[tree.parent == n].tolist())
+        assert kept == {tokens[i] for i in logp.topk(3).indices.tolist()}
+
+
+def test_label_smoothing_reaches_the_dpo_loss(trl_setup):
+    """ℓ = −(1 − ε) log σ(βh) − ε log σ(−βh), h from the batch's log-ratios (written out here)."""
+    _, _, tokenizer, rows, model, ref = trl_setup
+    batch = lm.preference_batch(tokenizer, rows)
+    h_chosen, h_rejected = lm.completion_logratios(model, ref, batch).double().chunk(2)
+    h = h_chosen - h_rejected
+    beta, eps = 0.8, 0.3
+    logsigmoid = torch.nn.functional.logsigmoid
+    want = -(1 - eps) * logsigmoid(beta * h) - eps * logsigmoid(-beta * h)
+    got = lm.preference_loss(model, ref, batch, "dpo", beta=beta, label_smoothing=eps)
+    torch.testing.assert_close(got.double(), want, atol=1e-6, rtol=0)
+    plain = lm.preference_loss(model, ref, batch, "dpo", beta=beta)
+    assert (got - plain).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="takes tau"):
+        lm.preference_loss(model, ref, batch, "ipo", beta=beta)
+    with pytest.raises(ValueError, match="takes beta"):
+        lm.preference_loss(model, ref, batch, "dpo", tau=beta)

@@ -8,7 +8,7 @@ summed reward (Rafailov et al. 2024, eq. (1)). :func:`score` reads the trained m
 tree (:func:`tokenmdp.lm.tree_policy`) and reports exact distances to π* and how well its implicit
 per-token reward recovers the true one up to potential shaping (Theorem 1).
 
-Run ``python -m tokenmdp.lab --quick`` for a small sweep (CSV and figure). Needs the ``lm`` extra.
+Run ``python -m tokenmdp.lm.lab --quick`` for a small sweep (CSV and figure). Needs the ``lm`` extra.
 All rows are scored against π* of the KL-regularised reward problem; IPO's own optimum differs from it
 (Ψ = identity, and TRL's IPO averages log-ratios over tokens), so IPO rows show that gap too.
 Every sequence of a lab tree ends with EOS (as TRL appends EOS to completions), see :func:`eos_tree`.
@@ -17,9 +17,11 @@ Every sequence of a lab tree ends with EOS (as TRL appends EOS to completions), 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import csv
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,11 +30,12 @@ import torch
 
 import toybandit as tb
 
-from . import lm
-from .sequences import implicit_rewards, path_sum, prefix_sum, recover_potential, sequence_logratios
-from .solve import soft_solve
-from .train import sample_trajectory_pairs
-from .tree import TokenTree, segment_logsumexp
+from ..sequences import implicit_rewards, path_sum, prefix_sum, recover_potential, sequence_logratios
+from ..solve import soft_solve
+from ..train import sample_trajectory_pairs
+from ..tree import TokenTree, segment_logsumexp
+from .expand import tree_policy
+from .model import vocab_size
 
 Tensor = torch.Tensor
 
@@ -223,39 +226,73 @@ def train_preferences(
     dataset,
     *,
     loss: str = "dpo",
-    beta: float = 0.5,
+    beta: float | None = None,
+    tau: float | None = None,
     epochs: int = 4,
     lr: float = 1e-3,
     batch_size: int = 16,
     seed: int = 0,
     output_dir: str | Path = "lab_runs/trl",
 ):
-    """Train ``model`` with TRL's ``DPOTrainer`` (``loss`` "dpo" → TRL's "sigmoid", "ipo" → "ipo",
-    whose τ is ``beta``), reference ``ref_model``; float32 (no autocast), on a GPU when present."""
+    """Train ``model`` with TRL's ``DPOTrainer``: ``loss`` "dpo" (TRL's "sigmoid", strength
+    ``beta``) or "ipo" (TRL's "ipo", IPO's ``tau``, which TRL calls beta), reference
+    ``ref_model``; float32 (no autocast), on a GPU when present; TRL's own printing switched off."""
+    from transformers import PrinterCallback, ProgressCallback
     from trl import DPOConfig, DPOTrainer
 
     if loss not in ("dpo", "ipo"):
         raise ValueError(f'loss must be "dpo" or "ipo", got {loss!r}')
-    if not (float(beta) > 0 and math.isfinite(float(beta))):
-        raise ValueError(f"beta must be positive and finite, got {beta!r}")
-    if len(vocab.tokenizer) != lm.vocab_size(model):
+    name, strength, other = ("beta", beta, tau) if loss == "dpo" else ("tau", tau, beta)
+    if other is not None:
+        raise ValueError(f"loss {loss!r} takes {name} only, got both beta and tau")
+    if strength is None or not (float(strength) > 0 and math.isfinite(float(strength))):
+        raise ValueError(f"{name} must be positive and finite, got {strength!r}")
+    if len(vocab.tokenizer) != vocab_size(model):
         raise ValueError(
             f"the tokenizer has {len(vocab.tokenizer)} tokens but the model scores "
-            f"{lm.vocab_size(model)}: they do not belong together"
+            f"{vocab_size(model)}: they do not belong together"
         )
     args = DPOConfig(
-        output_dir=str(output_dir), beta=float(beta), loss_type=["sigmoid" if loss == "dpo" else "ipo"],
+        output_dir=str(output_dir), beta=float(strength),
+        loss_type=["sigmoid" if loss == "dpo" else "ipo"],
         learning_rate=lr, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
         max_length=64, report_to=[], disable_tqdm=True, save_strategy="no", logging_strategy="no",
         bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(), seed=seed,
         lr_scheduler_type="constant",
     )  # fmt: skip
-    trainer = DPOTrainer(
-        model=model, ref_model=ref_model, args=args, train_dataset=dataset,
-        processing_class=vocab.tokenizer,
-    )  # fmt: skip
-    trainer.train()
+    with quiet():
+        trainer = DPOTrainer(
+            model=model, ref_model=ref_model, args=args, train_dataset=dataset,
+            processing_class=vocab.tokenizer,
+        )  # fmt: skip
+        for callback in (PrinterCallback, ProgressCallback):  # they print TRL's metric dicts
+            trainer.remove_callback(callback)
+        trainer.train()
     return trainer.model.eval()
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence library noise (transformers and datasets logging, progress bars, warnings) for the
+    duration; the lab prints its own progress and table."""
+    import datasets
+    import transformers
+
+    level = transformers.logging.get_verbosity()
+    bars = datasets.utils.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    datasets.utils.logging.disable_progress_bar()
+    datasets_level = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        transformers.logging.set_verbosity(level)
+        datasets.logging.set_verbosity(datasets_level)
+        if bars:
+            datasets.utils.logging.enable_progress_bar()
 
 
 # -- exact scoring ---------------------------------------------------------------------------------------
@@ -292,7 +329,7 @@ def score(model, tree: TokenTree, reward, beta: float, vocab: Vocabulary) -> Sco
     reward = torch.as_tensor(reward, dtype=torch.float64)
     if next(model.parameters()).dtype != torch.float64:  # score the trained weights in float64
         model = copy.deepcopy(model).double()
-    scored = lm.tree_policy(model, tree, [BOS], token_ids=vocab.token_ids)
+    scored = tree_policy(model, tree, [BOS], token_ids=vocab.token_ids)
     log_pi = scored.tree.log_ref.to(torch.float64)
     log_star = soft_solve(tree, reward, beta).log_policy
     law, star = path_sum(tree, log_pi).exp(), path_sum(tree, log_star).exp()
@@ -346,9 +383,11 @@ FULL = Setting(
 )
 
 
-def sweep(setting: Setting, out: str | Path) -> list[dict[str, Any]]:
+def sweep(setting: Setting, out: str | Path, *, progress=None) -> list[dict[str, Any]]:
     """Run a grid (pairs × β × loss) on one tree; write ``results.csv`` and ``results.png`` under
-    ``out`` and return the rows."""
+    ``out`` and return the rows. IPO runs use τ = β (the β column). ``progress``: called with one
+    line of text per finished step (e.g. ``print``)."""
+    say = progress or (lambda _line: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for b in setting.betas:
@@ -361,27 +400,34 @@ def sweep(setting: Setting, out: str | Path) -> list[dict[str, Any]]:
     vocab = tree_vocabulary(tree)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     base = small_model(vocab, tree.max_depth, seed=setting.seed).to(device)
-    warm_up(
-        base, vocab, sft_dataset(tree, vocab, setting.sft_samples, generator=g), seed=setting.seed
+    say(
+        f"tree: {tree.n_nodes} nodes, {tree.leaves.numel()} sequences; warming up on "
+        f"{setting.sft_samples} samples"
     )
+    with quiet():
+        data = sft_dataset(tree, vocab, setting.sft_samples, generator=g)
+        warm_up(base, vocab, data, seed=setting.seed)
     rows = []
+    runs, done = len(setting.betas) * len(setting.losses) * len(setting.pairs), 0
     for beta in setting.betas:
         s = score(base, tree, reward, beta, vocab)
         rows.append(_row("warm-up", beta, 0, s))
         for loss in setting.losses:
             for n in setting.pairs:
-                data = preference_dataset(
-                    tree,
-                    reward,
-                    vocab,
-                    n,
-                    generator=torch.Generator().manual_seed(setting.seed + n),
-                )
+                with quiet():
+                    data = preference_dataset(
+                        tree, reward, vocab, n,
+                        generator=torch.Generator().manual_seed(setting.seed + n),
+                    )  # fmt: skip
+                strength = {"beta": beta} if loss == "dpo" else {"tau": beta}
                 model = train_preferences(
-                    copy.deepcopy(base), copy.deepcopy(base), vocab, data, loss=loss, beta=beta,
+                    copy.deepcopy(base), copy.deepcopy(base), vocab, data, loss=loss, **strength,
                     epochs=setting.epochs, seed=setting.seed, output_dir=out / "trl",
                 )  # fmt: skip
                 rows.append(_row(loss, beta, n, score(model, tree, reward, beta, vocab)))
+                done += 1
+                kl = rows[-1]["kl_opt_model"]
+                say(f"[{done}/{runs}] {loss}, β={beta}, {n} pairs: KL(π* ‖ π_θ) = {kl:.4g}")
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -430,14 +476,14 @@ def _figure(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tokenmdp.lab [--quick] [--out DIR]``: run the sweep, print the table."""
+    """``python -m tokenmdp.lm.lab [--quick] [--out DIR]``: run the sweep, print the table."""
     parser = argparse.ArgumentParser(
-        prog="python -m tokenmdp.lab", description=__doc__.split("\n")[0]
+        prog="python -m tokenmdp.lm.lab", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="the small CPU setting (minutes)")
     parser.add_argument("--out", default="lab_runs", help="directory for results.csv / results.png")
     args = parser.parse_args(argv)
-    rows = sweep(QUICK if args.quick else FULL, args.out)
+    rows = sweep(QUICK if args.quick else FULL, args.out, progress=lambda line: print(line, flush=True))
     keys = ["method", "beta", "pairs", "kl_ref_model", "kl_model_opt", "kl_opt_model", "accuracy"]
     keys.append("credit")
     print(" | ".join(keys))
