@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run the fault-injection suite: break the library one fault at a time, print the "
         "fault × claim matrix; exit 0 iff some claim catches every fault",
     )
+    parser.add_argument(
         "--loss",
         metavar="MODULE:FUNCTION",
         help="instead of the catalogue: where a per-pair loss (or FILE.py:FUNCTION) converges "

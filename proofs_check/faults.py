@@ -260,10 +260,10 @@ FAULTS: tuple[Fault, ...] = (
           "eq. (11) evaluated with the printed target c − 1", BANDIT),
     Fault("toybandit.objectives.ipo-target-one", "toybandit.objectives", "ipo_objective",
           _ipo_objective_target_one, "eq. (12) regressing on 1 instead of ½", BANDIT),
-    # -- tokenmdp.lm (module paths to retarget when tokenmdp.lm becomes a package)
-    Fault("tokenmdp.lm.shifted-logprobs", "tokenmdp.lm", "token_logprobs", _lm_shift,
+    # -- tokenmdp.lm
+    Fault("tokenmdp.lm.shifted-logprobs", "tokenmdp.lm.scoring", "token_logprobs", _lm_shift,
           "LM log-probs shifted by one token", ("lm",)),
-    Fault("tokenmdp.lm.mask-ignored", "tokenmdp.lm", "_forward", _lm_no_mask,
+    Fault("tokenmdp.lm.mask-ignored", "tokenmdp.lm.model", "hidden_or_logits", _lm_no_mask,
           "the attention mask ignored in the LM forward pass", ("lm",)),
 )  # fmt: skip
 
