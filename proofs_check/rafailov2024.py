@@ -821,6 +821,7 @@ def _beam_reference(tree, objective: list[float], width: int) -> int:
     why=PATH,
     reference="a beam search written here on objective (12) from V* enumerated over complete "
     "sequences; the best complete sequence by enumeration",
+    instances=20,
 )
 def _(w: TreeWorld) -> float:
     sol = tm.soft_solve(w.tree, w.reward, w.beta)
@@ -851,6 +852,7 @@ def _(w: TreeWorld) -> float:
     tolerance=1e-9,
     why=GAP,
     expected=NEEDS,
+    instances=20,
 )
 def _(w: TreeWorld) -> float:
     worst = 0.0

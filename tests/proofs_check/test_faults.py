@@ -214,3 +214,12 @@ def test_exit_code_needs_every_claim_ok(capsys):
     finally:
         del pc.REGISTRY["test.good"], pc.REGISTRY["test.bad"]
     capsys.readouterr()
+
+
+def test_the_tolerance_is_the_boundary():
+    """A residual at the tolerance holds, one 1.5× above it fails: tolerances are not padded."""
+    assert pc.run_claim(_claim(lambda i: 1e-9), instances=1).ok
+    assert not pc.run_claim(_claim(lambda i: 1.5e-9), instances=1).ok
+    needs = Outcome.NEEDS_ASSUMPTION
+    assert pc.run_claim(_claim(lambda i: 1.5e-9, needs), instances=1).ok
+    assert not pc.run_claim(_claim(lambda i: 1e-9, needs), instances=1).ok
