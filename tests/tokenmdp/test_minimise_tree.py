@@ -150,6 +150,10 @@ def test_bad_input():
         tm.minimise_tree_loss(None, losses.dpo, pairs)
     with pytest.raises(ValueError, match="loss must be callable"):
         tm.minimise_tree_loss(tree, None, pairs)
+    with pytest.raises(ValueError, match=r"ld_alpha must lie in \[0, 1\]"):
+        tm.minimise_tree_loss(tree, losses.dpo, pairs, ld_alpha=1.5)
+    with pytest.raises(ValueError, match="ld_alpha needs on="):
+        tm.minimise_tree_loss(tree, losses.dpo, pairs, ld_alpha=0.5, on="logps")
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.4])
