@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import torch
 
+from toybandit import _validation as v
 from toybandit import minimise_loss
 from toybandit.data import PreferencePairs
 from toybandit.minimise import LossMinimum
@@ -44,6 +45,7 @@ def minimise_tree_loss(
     *,
     on: str = "logratios",
     length_normalised: bool = False,
+    ld_alpha: float | None = None,
     steps: int = 500,
     tolerance: float = 1e-12,
 ) -> TreeLossMinimum:
@@ -58,6 +60,11 @@ def minimise_tree_loss(
         length_normalised: call ``loss(chosen, rejected, chosen_lengths, rejected_lengths)`` with
             each sequence's number of tokens (for ``losses.sigmoid_norm``, or TRL's ``ipo`` as
             ``lambda c, r, nc, nr: losses.ipo(c / nc, r / nr, tau)``).
+        ld_alpha: LD-DPO's α ∈ [0, 1] (TRL's ``ld_alpha``, :func:`toybandit.losses.ld_sequence_logps`):
+            each pair's log-ratios count the tokens beyond the shorter sequence's length with
+            weight α, q_LD(y) = q_{≤ℓ}(y) + α (q(y) − q_{≤ℓ}(y)), ℓ = min(|y_w|, |y_l|), where
+            q_{≤ℓ}(y) = log M_π(y_{≤ℓ})/M_ref(y_{≤ℓ}) is the prefix's log-ratio (M the law's
+            mass below the prefix). These depend on the pair, not on the sequence alone.
         on, steps, tolerance: as in :func:`toybandit.minimise_loss`.
 
     Returns:
@@ -70,8 +77,53 @@ def minimise_tree_loss(
         raise ValueError("pairs.prompts must be None: a tree has one prompt (its root)")
     leaf_log_ref = path_sum(tree, tree.log_ref.to(torch.float64)).cpu()
     lengths = tree.depth[tree.leaves].to(torch.float64).cpu() if length_normalised else None
+    inputs = None
+    if ld_alpha is not None:
+        if on != "logratios":
+            raise ValueError('ld_alpha needs on="logratios" (it reweights log-ratios)')
+        inputs = _ld_inputs(tree, pairs, leaf_log_ref, v.in_range(ld_alpha, "ld_alpha", 0.0, 1.0))
     result = minimise_loss(
-        loss, pairs, leaf_log_ref.exp(), on=on, lengths=lengths, steps=steps, tolerance=tolerance
+        loss,
+        pairs,
+        leaf_log_ref.exp(),
+        on=on,
+        lengths=lengths,
+        pair_inputs=inputs,
+        steps=steps,
+        tolerance=tolerance,
     )
     log_law = torch.where(result.policy > 0, result.policy.log(), -torch.inf)
     return TreeLossMinimum(token_policy(tree, log_law.to(tree.device)), result)
+
+
+def _ld_inputs(tree: TokenTree, pairs: PreferencePairs, leaf_log_ref: Tensor, alpha: float):
+    """pair_inputs for LD-DPO: q_LD of each pair's two sequences from the leaf law."""
+    n_leaves = leaf_log_ref.numel()
+    for name in ("chosen", "rejected"):
+        idx = torch.as_tensor(getattr(pairs, name))
+        if (
+            idx.is_floating_point()
+            or idx.dim() != 1
+            or (idx.numel() and (idx.min() < 0 or idx.max() >= n_leaves))
+        ):
+            raise ValueError(f"pairs.{name} must be leaf positions in [0, {n_leaves})")
+    chosen, rejected = torch.as_tensor(pairs.chosen).long(), torch.as_tensor(pairs.rejected).long()
+    paths = tree.path_nodes().cpu()  # [L, D]: node after t + 1 tokens, −1 past the end
+    depth = tree.depth[tree.leaves].cpu()
+    shared = torch.minimum(depth[chosen], depth[rejected])  # ≥ 1: every sequence has a token
+    prefix_w = paths[chosen, shared - 1]
+    prefix_l = paths[rejected, shared - 1]
+    # below[k, leaf]: the prefix node of pair-side k lies on the leaf's path
+    nodes = torch.cat([prefix_w, prefix_l])
+    below = (paths.unsqueeze(0) == nodes[:, None, None]).any(-1)  # [2n, L]
+    ref_mass = torch.logsumexp(torch.where(below, leaf_log_ref, -torch.inf), -1)
+    n = chosen.numel()
+
+    def inputs(log_pi: Tensor) -> tuple[Tensor, Tensor]:
+        law = log_pi[0]
+        q = law - leaf_log_ref
+        prefix = torch.logsumexp(torch.where(below, law, -torch.inf), -1) - ref_mass
+        p_w, p_l = prefix[:n], prefix[n:]
+        return p_w + alpha * (q[chosen] - p_w), p_l + alpha * (q[rejected] - p_l)
+
+    return inputs

@@ -109,6 +109,7 @@ def minimise_loss(
     *,
     on: str = "logratios",
     lengths=None,
+    pair_inputs: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
     steps: int = 500,
     tolerance: float = 1e-12,
 ) -> LossMinimum:
@@ -126,6 +127,10 @@ def minimise_loss(
             SimPO, ORPO, SFT, which have no reference model).
         lengths: tokens per response, ≥ 1, [Y] or [X, Y], for length-normalised losses
             (``losses.sigmoid_norm``, TRL's ``ipo``).
+        pair_inputs: for losses whose inputs are other functions of the policy (LD-DPO's
+            partly down-weighted log-ratios on a tree): ``pair_inputs(log_pi) -> (chosen,
+            rejected)``, per pair [n], from log π [X, Y] (−inf off the support); replaces the
+            gathering of q (or log π) by ``on``. ``lengths`` are still appended if given.
         steps: maximum Newton iterations.
         tolerance: stop when no logit moves by more than this in one step.
 
@@ -140,6 +145,8 @@ def minimise_loss(
         raise ValueError(
             f"loss must be callable (chosen, rejected) -> per-pair losses, got {type(loss)}"
         )
+    if pair_inputs is not None and not callable(pair_inputs):
+        raise ValueError(f"pair_inputs must be callable or None, got {type(pair_inputs)}")
     if on not in ("logratios", "logps"):
         raise ValueError(f'on must be "logratios" or "logps", got {on!r}')
     if not isinstance(pairs, PreferencePairs):
@@ -195,6 +202,8 @@ def minimise_loss(
 
     def per_pair(theta: Tensor) -> Tensor:
         log_pi = torch.log_softmax(torch.where(support, theta, neg_inf), dim=-1)
+        if pair_inputs is not None:
+            return loss(*pair_inputs(log_pi), *extra)
         x = log_pi - log_ref if on == "logratios" else log_pi
         x = torch.where(support, x, 0.0)
         return loss(x[prompts, chosen], x[prompts, rejected], *extra)

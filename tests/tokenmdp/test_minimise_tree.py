@@ -150,3 +150,48 @@ def test_bad_input():
         tm.minimise_tree_loss(None, losses.dpo, pairs)
     with pytest.raises(ValueError, match="loss must be callable"):
         tm.minimise_tree_loss(tree, None, pairs)
+    with pytest.raises(ValueError, match=r"ld_alpha must lie in \[0, 1\]"):
+        tm.minimise_tree_loss(tree, losses.dpo, pairs, ld_alpha=1.5)
+    with pytest.raises(ValueError, match="ld_alpha needs on="):
+        tm.minimise_tree_loss(tree, losses.dpo, pairs, ld_alpha=0.5, on="logps")
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.4])
+def test_ld_alpha_minimiser_is_stationary_per_edge(alpha):
+    """LD-DPO: tokens beyond the shorter sequence count with weight α; the log-ratios depend on
+    the pair. Certified in edge logits with the prefix sums written here (an independent route)."""
+    tree, reward = tree_world(4)
+    pairs = tm.population_trajectory_pairs(tree, reward)
+    dpo = functools.partial(losses.dpo, beta=0.5)
+    got = tm.minimise_tree_loss(tree, dpo, pairs, ld_alpha=alpha)
+    assert got.leaves.finite and got.leaves.converged
+
+    w = pairs.weights / pairs.weights.sum()
+    parent = tree.parent.clamp(min=0)
+    edge = torch.arange(tree.n_nodes) > 0
+    sibling = (parent.unsqueeze(0) == parent.unsqueeze(1)) & edge.unsqueeze(0) & edge.unsqueeze(1)
+    paths = tree.path_nodes()
+    padded = torch.where(paths >= 0, paths, tree.n_nodes)
+    depth = tree.depth[tree.leaves]
+    shared = torch.minimum(depth[pairs.chosen], depth[pairs.rejected])
+    t = torch.arange(paths.shape[1])
+
+    def f(theta):
+        dense = torch.where(sibling, theta.unsqueeze(0).expand(len(theta), -1), -torch.inf)
+        log_pi = torch.where(edge, theta - torch.logsumexp(dense, -1), 0.0)
+        e = torch.cat([log_pi - tree.log_ref.to(F64), log_pi.new_zeros(1)])
+        weight = torch.where(t[None, :] < shared[:, None], 1.0, alpha)  # per pair, per token
+        q_w = (weight * e[padded[pairs.chosen]]).sum(-1)
+        q_l = (weight * e[padded[pairs.rejected]]).sum(-1)
+        return (w * dpo(q_w, q_l)).sum()
+
+    theta = got.log_policy.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(f(theta), theta)
+    assert grad.abs().max() < 1e-10
+    # twin: the summed minimiser is not stationary for LD (α < 1 changes the optimum)
+    summed = tm.minimise_tree_loss(tree, dpo, pairs).log_policy.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(f(summed), summed)
+    assert grad.abs().max() > 1e-6
+    # α = 1 is the summed loss
+    one = tm.minimise_tree_loss(tree, dpo, pairs, ld_alpha=1.0)
+    assert (one.log_policy.exp() - summed.detach().exp()).abs().max() < 1e-10
