@@ -16,8 +16,9 @@ Conventions, as in TRL:
   submodule's train/eval flag afterwards, so a model in train mode gives the same numbers twice.
 
 The log-softmax of the whole vocabulary is never materialised for the batch on the fast path (see
-:mod:`tokenmdp.lm.model`): the head is applied to chunks of positions and each chunk keeps only the
-chosen token's logit and the per-position logsumexp. Because the body and head are called directly,
+:mod:`tokenmdp.lm.model`): the head is applied to blocks of positions (and, for a plain linear
+head, tiles of the vocabulary) and each block keeps only the chosen token's logit and the
+per-position logsumexp. Because the body and head are called directly,
 a wrapper around ``model.forward`` is bypassed, notably accelerate's mixed-precision autocast
 (TRL's ``bf16=True``): values are in the model's own precision and differ from such a trainer's by
 bf16 rounding (~1e-3).
