@@ -87,6 +87,23 @@ def test_chunking_does_not_change_values(monkeypatch):
     )  # matmul blocking
 
 
+@pytest.mark.parametrize("tile", [16, 13, VOCAB - 1])
+def test_vocabulary_tiles_do_not_change_values(monkeypatch, tile):
+    """A plain linear head in blocks of positions × vocabulary tiles (the last one partial), each
+    tile's logsumexp folded in with logaddexp: the same numbers as the whole log-softmax."""
+    model = llama()
+    x = ids(batch=4, length=12)
+    monkeypatch.setattr(lm.scoring, "TILE_VOCAB", tile)
+    monkeypatch.setattr(lm.scoring, "CHUNK_LOGITS", 5 * tile)  # five positions per block
+    view = lm.q_values(model, x, None, 1.0)
+    with torch.no_grad():
+        logits = model(x).logits[:, :-1]
+    torch.testing.assert_close(view.v, torch.logsumexp(logits, -1), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        view.q, logits.gather(-1, x[:, 1:, None]).squeeze(-1), atol=1e-12, rtol=0
+    )
+
+
 def test_unsplittable_models_use_their_full_logits(monkeypatch):
     model = gpt2()
     x = ids()

@@ -16,8 +16,9 @@ Conventions, as in TRL:
   submodule's train/eval flag afterwards, so a model in train mode gives the same numbers twice.
 
 The log-softmax of the whole vocabulary is never materialised for the batch on the fast path (see
-:mod:`tokenmdp.lm.model`): the head is applied to chunks of positions and each chunk keeps only the
-chosen token's logit and the per-position logsumexp. Because the body and head are called directly,
+:mod:`tokenmdp.lm.model`): the head is applied to blocks of positions (and, for a plain linear
+head, tiles of the vocabulary) and each block keeps only the chosen token's logit and the
+per-position logsumexp. Because the body and head are called directly,
 a wrapper around ``model.forward`` is bypassed, notably accelerate's mixed-precision autocast
 (TRL's ``bf16=True``): values are in the model's own precision and differ from such a trainer's by
 bf16 rounding (~1e-3).
@@ -25,6 +26,7 @@ bf16 rounding (~1e-3).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -38,6 +40,9 @@ Tensor = torch.Tensor
 # Logits per chunk of the output head: 2^22 (16 MB in float32) at a time. Smaller chunks cost more
 # head matmuls; this size keeps them large enough to run at full speed (benchmarks/lm_logprobs.py).
 CHUNK_LOGITS = 2**22
+# Vocabulary tile of a plain linear head: 8192 rows of the weight (4 MB at width 128) are read once
+# per block of CHUNK_LOGITS / TILE_VOCAB positions.
+TILE_VOCAB = 8192
 
 
 def _logsumexp_(logits: Tensor) -> Tensor:
@@ -67,7 +72,11 @@ def _scores(model, input_ids, attention_mask) -> tuple[Tensor, Tensor]:
         chosen = torch.empty(b, n, dtype=dtype, device=hidden.device)
         lse = torch.empty_like(chosen)
         step = max(1, CHUNK_LOGITS // n_vocab)
-        if head is not None:  # hidden states are small: one flat [B·(L−1), H] matrix
+        if type(head) is torch.nn.Linear and n_vocab > TILE_VOCAB:
+            flat = hidden[:, :-1].reshape(b * n, -1)
+            _tiled(head, flat, targets.reshape(-1), chosen.view(-1), lse.view(-1), dtype)
+            rows_of = []
+        elif head is not None:  # hidden states are small: one flat [B·(L−1), H] matrix
             rows_of = [(chosen.view(-1), lse.view(-1), hidden[:, :-1].reshape(b * n, -1),
                         targets.reshape(-1))]  # fmt: skip
         else:  # full logits: row by row, never a copy of the whole [B, L, V]
@@ -82,6 +91,31 @@ def _scores(model, input_ids, attention_mask) -> tuple[Tensor, Tensor]:
                 out_lse[rows] = _logsumexp_(logits)
     real = scored_entries(attention_mask).to(chosen.device)
     return chosen.masked_fill(~real, 0.0), lse.masked_fill(~real, 0.0)
+
+
+def _tiled(head, hidden: Tensor, targets: Tensor, chosen: Tensor, lse: Tensor, dtype) -> None:
+    """Chosen logit and logsumexp of ``head(hidden)`` for a plain ``nn.Linear`` head, in blocks of
+    positions × tiles of the vocabulary: each tile's logsumexp is folded in with logaddexp, so a
+    block of positions reads each tile of the head's weight once (row chunks alone would stream the
+    whole [V, H] weight once per 2^22 / V positions: most of the time at V = 128k)."""
+    n_vocab = head.weight.shape[0]
+    rows_per_block = max(1, CHUNK_LOGITS // TILE_VOCAB)
+    bias = head.bias
+    for start in range(0, hidden.shape[0], rows_per_block):
+        rows = slice(start, start + rows_per_block)
+        h, target = hidden[rows], targets[rows]
+        total = torch.full((h.shape[0],), -math.inf, dtype=dtype, device=h.device)
+        picked = torch.empty_like(total)
+        for v0 in range(0, n_vocab, TILE_VOCAB):
+            v1 = min(v0 + TILE_VOCAB, n_vocab)
+            logits = torch.nn.functional.linear(
+                h, head.weight[v0:v1], None if bias is None else bias[v0:v1]
+            ).to(dtype)
+            inside = (target >= v0) & (target < v1)
+            local = (target - v0).clamp(0, v1 - v0 - 1)
+            picked = torch.where(inside, logits.gather(-1, local[:, None])[:, 0], picked)
+            total = torch.logaddexp(total, _logsumexp_(logits))
+        chosen[rows], lse[rows] = picked, total
 
 
 def next_logprobs(model, states: Tensor) -> Tensor:
