@@ -1,7 +1,7 @@
 """``proofs-check``: run the claim catalogue and report, claim by claim, whether each has its
 expected outcome. Exit status 0 iff every selected claim does; 2 on a usage error.
 
-The JSON schema (``--json``) is :data:`JSON_SCHEMA`, also printed at the end of ``--help``.
+The JSON schema (``--json``) is ``proofs_check.cli.JSON_SCHEMA``, also printed at the end of ``--help``.
 """
 
 from __future__ import annotations

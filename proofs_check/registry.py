@@ -59,7 +59,7 @@ class Miss:
 
 def miss(printed, truth, predicted, corrected: float, name: str = "printed form") -> Miss:
     """The :class:`Miss` of a printed form against the truth, given the predicted discrepancy
-    (printed − truth, elementwise); raises :class:`NonFinite` on a NaN/inf anywhere."""
+    (printed − truth, elementwise); raises ``NonFinite`` on a NaN/inf anywhere."""
     printed, truth = torch.as_tensor(printed, dtype=torch.float64), torch.as_tensor(truth)
     predicted = torch.as_tensor(predicted, dtype=torch.float64)
     for what, x in ((name, printed), ("truth", truth), ("predicted discrepancy", predicted)):
@@ -76,7 +76,7 @@ def miss(printed, truth, predicted, corrected: float, name: str = "printed form"
 def maxabs(name: str, got, want, mask=None) -> float:
     """max |got − want| (over ``mask``) for the quantity ``name``: −inf must sit exactly where the
     reference has it (both −inf: difference 0); a NaN or +inf in either, or −inf in one only,
-    raises :class:`NonFinite` naming the quantity and the first such position. Never skips a
+    raises ``NonFinite`` naming the quantity and the first such position. Never skips a
     position, so a non-finite value under test can never pass."""
     got, want = (
         x if torch.is_tensor(x) else torch.as_tensor(x, dtype=torch.float64) for x in (got, want)
@@ -317,7 +317,7 @@ def run_claim(
 
     Instance i is drawn from a ``torch.Generator`` seeded with (seed, claim id, i), so a run is
     reproducible and one claim's instances do not depend on which others run. A NaN or infinite
-    residual (or a :class:`NonFinite` raised by a comparison) fails a holds claim, naming the
+    residual (or a ``NonFinite`` raised by a comparison) fails a holds claim, naming the
     instance; for an erratum or a needs-assumption claim it is an error (their discrepancy must be
     finite). Any other exception is an error for this claim: it is caught and reported in the
     result, never raised.

@@ -572,6 +572,47 @@ ROWS = [
         torch.full((N,), math.nan),
         "reward must be finite",
     ),
+    # --- toybandit.minimise / tokenmdp.minimise: a user's loss callable
+    (
+        "minimise_loss",
+        lambda x: tb.minimise_loss(x, tb.population_pairs(PREF, MU), REF),
+        "sigmoid",
+        "loss must be callable",
+    ),
+    (
+        "minimise_loss",
+        lambda x: tb.minimise_loss(x, tb.population_pairs(PREF, MU), REF),
+        lambda c, r: (c - r) * math.nan,
+        "loss returned NaN",
+    ),
+    (
+        "minimise_loss",
+        lambda x: tb.minimise_loss(x, tb.population_pairs(PREF, MU), REF),
+        lambda c, r: torch.stack([c, r]),
+        "loss must return one value per pair",
+    ),
+    (
+        "minimise_loss",
+        lambda x: tb.minimise_loss(
+            lambda c, r: tb.losses.dpo(c, r, 1.0), tb.population_pairs(PREF, MU), REF, on=x
+        ),
+        "logits",
+        "on must be",
+    ),
+    (
+        "minimise_tree_loss",
+        lambda x: tm.minimise_tree_loss(
+            x, lambda c, r: tb.losses.dpo(c, r, 1.0), tm.population_trajectory_pairs(TREE, TREE_REWARD)
+        ),
+        TREE.log_ref,
+        "tree must be a tokenmdp.TokenTree",
+    ),
+    (
+        "minimise_tree_loss",
+        lambda x: tm.minimise_tree_loss(TREE, x, tm.population_trajectory_pairs(TREE, TREE_REWARD)),
+        None,
+        "loss must be callable",
+    ),
 ]
 
 

@@ -65,7 +65,9 @@ def minimise_tree_loss(
             weight α, q_LD(y) = q_{≤ℓ}(y) + α (q(y) − q_{≤ℓ}(y)), ℓ = min(|y_w|, |y_l|), where
             q_{≤ℓ}(y) = log M_π(y_{≤ℓ})/M_ref(y_{≤ℓ}) is the prefix's log-ratio (M the law's
             mass below the prefix). These depend on the pair, not on the sequence alone.
-        on, steps, tolerance: as in :func:`toybandit.minimise_loss`.
+        on: as in :func:`toybandit.minimise_loss`.
+        steps: as in :func:`toybandit.minimise_loss`.
+        tolerance: as in :func:`toybandit.minimise_loss`.
 
     Returns:
         :class:`TreeLossMinimum`. Where no finite minimiser exists, ``log_policy`` is the last

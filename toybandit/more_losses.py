@@ -74,7 +74,8 @@ def sigmoid_norm(
     with a reference model). TRL's ``"ipo"`` is ``ipo(q_w/|y_w|, q_l/|y_l|, τ)`` in the same way.
 
     Args:
-        chosen_lengths, rejected_lengths: |y| ≥ 1, completion tokens, shape of the log-ratios.
+        chosen_lengths: |y| ≥ 1, completion tokens, shape of the log-ratios.
+        rejected_lengths: as ``chosen_lengths``, for the rejected response.
     """
     chosen, rejected = _pair(chosen_logratios, rejected_logratios)
     n_w = _lengths(chosen_lengths, "chosen_lengths", chosen)
@@ -207,8 +208,12 @@ def wpo_weights(
     carry no gradient.
 
     Args:
-        *_token_logps: log π of each completion token, [n, T]; *_log_sum_sq_probs: log Σ_v π(v|·)²
-            at each position, [n, T]; *_mask: 0/1 completion masks, [n, T].
+        chosen_token_logps: log π of each completion token of y_w, [n, T].
+        chosen_log_sum_sq_probs: log Σ_v π(v|·)² at each position of y_w, [n, T].
+        chosen_mask: 0/1 completion mask of y_w, [n, T].
+        rejected_token_logps: as ``chosen_token_logps``, for y_l.
+        rejected_log_sum_sq_probs: as ``chosen_log_sum_sq_probs``, for y_l.
+        rejected_mask: as ``chosen_mask``, for y_l.
     """
 
     def side(x, s, m, name):
@@ -323,10 +328,12 @@ def cpo(
     full CPO loss adds ``cpo_alpha`` times the NLL of the chosen tokens (:func:`sft`). With
     ``alpha`` ≠ 0 the log-probs are replaced by AlphaPO's rewards (1 − π^{−α})/α (Gupta et al.
     2025, AlphaPO). TRL's ``CPOTrainer.cpo_loss`` with ``loss_type="sigmoid"``; TRL's CPO ``hinge``
-    and ``ipo`` are :func:`hinge` and :func:`ipo` on these log-probs (ipo on per-token averages).
+    and ``ipo`` are :func:`~toybandit.losses.hinge` and :func:`~toybandit.losses.ipo` on these
+    log-probs (ipo on per-token averages).
 
     Args:
-        chosen_logps, rejected_logps: log π(y), summed over tokens (averaged for SimPO/IPO).
+        chosen_logps: log π(y), summed over tokens (averaged for SimPO/IPO).
+        rejected_logps: as ``chosen_logps``, for the rejected response.
     """
     chosen, rejected = _pair(chosen_logps, rejected_logps)
     a = v.in_range(alpha, "alpha", -math.inf, math.inf, high_open=True)
@@ -348,7 +355,8 @@ def simpo(
     ``cpo_alpha=0`` for pure SimPO), which passes the per-token averages; ``alpha`` as in :func:`cpo`.
 
     Args:
-        chosen_logps, rejected_logps: per-token average log π(y).
+        chosen_logps: per-token average log π(y).
+        rejected_logps: as ``chosen_logps``, for the rejected response.
     """
     chosen, rejected = _pair(chosen_logps, rejected_logps)
     beta = _beta(beta)
@@ -372,7 +380,8 @@ def orpo(chosen_logps, rejected_logps, beta) -> Tensor:
     β log σ(·), which the trainer subtracts, and it passes per-token average log-probs.
 
     Args:
-        chosen_logps, rejected_logps: log π̄(y) < 0, per-token average log-probs.
+        chosen_logps: log π̄(y) < 0, per-token average log-probs.
+        rejected_logps: as ``chosen_logps``, for the rejected response.
     """
     chosen, rejected = _pair(chosen_logps, rejected_logps)
     beta = _beta(beta)
