@@ -23,7 +23,7 @@ True
 (False, 'beta_multiplied')
 """
 
-from .check import Result, check
+from .checker import Result, check
 from .exercises import EXERCISES, Exercise, Pitfall
 
 __all__ = ["EXERCISES", "Exercise", "Pitfall", "Result", "check"]

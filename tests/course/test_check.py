@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from course import EXERCISES, Result, check, solutions
-from course.check import _close
+from course.checker import _close
 
 IDS = list(EXERCISES)
 

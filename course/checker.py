@@ -15,7 +15,7 @@ Tensor = torch.Tensor
 
 @dataclass(frozen=True)
 class Result:
-    """The outcome of :func:`check`; ``bool(result)`` is ``result.passed``.
+    """The outcome of :func:`course.check`; ``bool(result)`` is ``result.passed``.
 
     Attributes:
         exercise: the exercise id.
