@@ -132,3 +132,17 @@ def test_bad_calls_to_check_raise():
 def test_ids_name_their_functions_uniquely():
     names = [ex.name for ex in EXERCISES.values()]
     assert len(set(names)) == len(names) and all(eid == ex.id for eid, ex in EXERCISES.items())
+
+
+@pytest.mark.parametrize("eid", IDS)
+def test_a_broken_reference_fails_the_solution(eid, monkeypatch):
+    # fault injection in the checker's own exact answer: the reference solution must go red
+    import dataclasses
+
+    import course.checker
+
+    ex = EXERCISES[eid]
+    broken = dataclasses.replace(ex, reference=ex.pitfalls[0].fn)
+    monkeypatch.setitem(course.checker.EXERCISES, eid, broken)
+    result = check(getattr(solutions, ex.name), eid)
+    assert not result.passed and result.message.startswith("FAIL")
