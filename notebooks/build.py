@@ -819,12 +819,18 @@ def notebook(name: str, *, solutions: bool = False):
             nb.cells += [
                 nbformat.v4.new_code_cell(s) for s in _exercise_sources(cell[1], cell[2], solutions)
             ]
+    for k, cell in enumerate(nb.cells):
+        cell.id = f"cell-{k}"  # stable ids: a rebuild changes only what the code changed
     return nb
 
 
 def execute(nb, timeout: int = 120):
     NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=False,  # no wall-clock stamps in the committed notebooks
+        resources={"metadata": {"path": str(HERE)}},
     ).execute()
     return nb
 
