@@ -832,6 +832,20 @@ def execute(nb, timeout: int = 120):
         record_timing=False,  # no wall-clock stamps in the committed notebooks
         resources={"metadata": {"path": str(HERE)}},
     ).execute()
+    for cell in nb.cells:  # printed text arrives in timing-dependent chunks: join them
+        merged = []
+        for out in cell.get("outputs", []):
+            if (
+                merged
+                and out.output_type == "stream"
+                and merged[-1].output_type == "stream"
+                and (merged[-1].name == out.name)
+            ):
+                merged[-1].text += out.text
+            else:
+                merged.append(out)
+        if cell.cell_type == "code":
+            cell.outputs = merged
     return nb
 
 
