@@ -22,6 +22,7 @@ API_PAGES = {  # module -> its page in the built site
     "tokenmdp": "api/tokenmdp",
     "tokenmdp.lm": "api/tokenmdp-lm",
     "proofs_check": "api/proofs_check",
+    "course": "api/course",
 }
 
 # Pointers to what a clone of the repository does not have: the planning folder that sits beside
@@ -77,7 +78,7 @@ def _exported(module_name: str) -> list[str]:
 
 def test_site_builds_strictly(site):
     for page in ("index.html", "getting-started", "conventions", "claims", "gallery", "lab",
-                 "performance", *API_PAGES.values()):  # fmt: skip
+                 "performance", "course", "course/01_kl_bandit", *API_PAGES.values()):  # fmt: skip
         assert (site / page).exists(), f"the site lacks {page}"
 
 
