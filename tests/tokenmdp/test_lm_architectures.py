@@ -149,7 +149,7 @@ def test_peft_lora_models_score_through_their_adapters():
     model = peft.get_peft_model(build("llama"), config).eval()
     assert lm.fast_path(model)
     assert worst_residual(model) <= TOLERANCE[torch.float32]
-    rows, _, (right, mask) = padded((9, 6, 3), 9)
+    _rows, _, (right, mask) = padded((9, 6, 3), 9)
     with_adapter = lm.token_logprobs(model, right, mask)
     assert (with_adapter - lm.token_logprobs(base, right, mask)).abs().max() > 1e-3  # not the base
     with model.disable_adapter():

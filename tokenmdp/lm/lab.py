@@ -30,7 +30,13 @@ import torch
 
 import toybandit as tb
 
-from ..sequences import implicit_rewards, path_sum, prefix_sum, recover_potential, sequence_logratios
+from ..sequences import (
+    implicit_rewards,
+    path_sum,
+    prefix_sum,
+    recover_potential,
+    sequence_logratios,
+)
 from ..solve import soft_solve
 from ..train import sample_trajectory_pairs
 from ..tree import TokenTree, segment_logsumexp

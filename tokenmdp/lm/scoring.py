@@ -33,7 +33,14 @@ import torch
 
 from toybandit import _validation as v
 
-from .model import check_batch, hidden_or_logits, out_dtype, same_vocabulary, scoring_mode, vocab_size
+from .model import (
+    check_batch,
+    hidden_or_logits,
+    out_dtype,
+    same_vocabulary,
+    scoring_mode,
+    vocab_size,
+)
 
 Tensor = torch.Tensor
 
