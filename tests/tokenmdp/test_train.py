@@ -86,7 +86,7 @@ def test_edge_logit_training_reaches_the_same_optimum(world, loss):
     kind = {"beta": beta} if loss == "dpo" else {"tau": beta}
     args = (tree, pairs.chosen, pairs.rejected, loss)
     newton = fit_tree_policy(*args, weights=pairs.weights, **kind)
-    lbfgs = fit_tree_policy(*args, weights=pairs.weights, method="lbfgs", steps=500, **kind)
+    lbfgs = fit_tree_policy(*args, weights=pairs.weights, method="lbfgs", steps=3000, **kind)
     close(lbfgs.exp(), newton.exp(), tol=LBFGS_TOL)
 
 
