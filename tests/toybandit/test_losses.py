@@ -111,77 +111,23 @@ def test_bad_inputs():
 @pytest.fixture(scope="module")
 def trl_world(tmp_path_factory):
     pytest.importorskip("trl")
-    from datasets import Dataset
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-    from trl import DPOConfig, DPOTrainer
+    from . import trl_reference
 
-    words = ["<pad>", "<eos>", "a", "b", "c", "d", "e"]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<pad>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
-    config = GPT2Config(
-        vocab_size=len(words),
-        n_positions=16,
-        n_embd=16,
-        n_layer=1,
-        n_head=2,
-        bos_token_id=1,
-        eos_token_id=1,
-        pad_token_id=0,
-    )
-    torch.manual_seed(0)
-    model, ref_model = GPT2LMHeadModel(config).eval(), GPT2LMHeadModel(config).eval()
-    rows = {
-        "prompt": ["a b", "c", "d e a", "b"],
-        "chosen": [" c d", " e", " b", " a a c d"],
-        "rejected": [" d", " a b c", " c c", " e"],
-    }
-    args = DPOConfig(
-        output_dir=str(tmp_path_factory.mktemp("trl")),
-        beta=0.1,
-        report_to=[],
-        use_cpu=True,
-        per_device_train_batch_size=4,
-        max_length=16,
-        disable_tqdm=True,
-    )
-    trainer = DPOTrainer(
-        model=model,
-        ref_model=ref_model,
-        args=args,
-        train_dataset=Dataset.from_dict(rows),
-        processing_class=tokenizer,
-    )
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
-
-    # Sequence log-ratios computed here, independently of TRL: log-softmax, gather, mask, sum.
-    def sequence_logps(m):
-        with torch.no_grad():
-            logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[
-                :, :-1
-            ]
-        token = (
-            torch.log_softmax(logits.double(), -1)
-            .gather(-1, batch["input_ids"][:, 1:, None])
-            .squeeze(-1)
-        )
-        return (token * batch["completion_mask"][:, 1:]).sum(-1)
-
-    logratios = sequence_logps(model) - sequence_logps(ref_model)
-    lengths = batch["completion_mask"].sum(-1).double()
-    return trainer, batch, logratios.chunk(2), lengths.chunk(2)
+    world = trl_reference.dpo_world(str(tmp_path_factory.mktemp("trl")))
+    # Sequence log-ratios computed independently of TRL (trl_reference: log-softmax, gather, mask).
+    logratios = (world.logps - world.ref_logps).sum(-1)
+    lengths = world.mask.sum(-1)
+    return world, logratios.chunk(2), lengths.chunk(2)
 
 
 @pytest.mark.parametrize("name", sorted(losses.TRL_LOSS_TYPES))
 @pytest.mark.parametrize("beta", [0.1, 2.0])
 def test_losses_equal_trl_dpo_trainer(trl_world, name, beta):
-    trainer, batch, (chosen, rejected), (n_chosen, n_rejected) = trl_world
+    from .trl_reference import trl_dpo_loss
+
+    world, (chosen, rejected), (n_chosen, n_rejected) = trl_world
     eps = 0.1 if name in ("robust", "exo_pair") else 0.0
-    trainer.loss_types, trainer.loss_weights = [name], [1.0]
-    trainer.beta, trainer.label_smoothing = beta, eps
-    with torch.no_grad():
-        expected = trainer._compute_loss(trainer.model, batch, False).item()
+    expected = trl_dpo_loss(world, name, beta=beta, label_smoothing=eps)
     fn = losses.TRL_LOSS_TYPES[name]
     kwargs = {"label_smoothing": eps} if eps else {}
     if name == "ipo":  # TRL averages the log-ratios over completion tokens; the paper sums them
@@ -195,6 +141,6 @@ def test_losses_equal_trl_dpo_trainer(trl_world, name, beta):
 
 def test_trl_world_has_distinct_policies(trl_world):
     """The comparison above has teeth only if the log-ratios are not all equal."""
-    _, _, (chosen, rejected), _ = trl_world
+    _, (chosen, rejected), _ = trl_world
     assert (chosen - rejected).abs().min() > 1e-3
     assert np.ptp(torch.cat([chosen, rejected]).numpy()) > 1e-2
