@@ -28,7 +28,14 @@ length; the function detects this, checks along the ray that the objective falls
 monotonically, and returns the verdict with the escape: which responses go to 0, the rate
 d log π(y)/ds of each (the fastest is −1), and the exponential rate κ at which L approaches its
 infimum along the ray, L(s) − inf L ∝ e^{−κs} (κ = β for DPO on one deterministic pair,
-measured to 4e-8 relative for β from 0.01 to 500).
+measured to 4e-8 relative for β from 0.01 to 500). The signs and rates along the ray come from
+forward-mode derivatives pair by pair, which keep a slope of e^{−100} that the rounding of L (or
+of a summed gradient) would lose. No step moves a log-probability by more than 64 nats: an
+unbounded saddle-free step of a bounded loss would land on a saturated plateau, not the infimum.
+A loss whose tail is faster than exponential (f-DPO's forward KL: e^{−βe^{s}}) stalls Newton with
+a gradient below the rounding of L; there every pair's gradient still points the same way (no
+cancellation, unlike any stationary point), and if L keeps falling on, the verdict is "no finite
+minimiser" as well (``loss_rate`` NaN).
 """
 
 from __future__ import annotations
@@ -51,6 +58,10 @@ __all__ = ["LossMinimum", "minimise_loss"]
 # |log π/π_ref| beyond which a policy counts as on the boundary: e^{−600} is 1e-261, the loss of
 # any pair through it is flat to float64, and a finite minimiser there would need r/β > 600.
 _SATURATED = 600.0
+# The longest step, in nats of any log π: the saddle-free step of a bounded loss near an inflection
+# (apo_zero at π_ref) is nearly unbounded and would land on a saturated plateau (a saddle at
+# infinity, not the infimum); descent as training does moves step by step. e^{−64} ≈ 1.6e-28.
+_MAX_STEP = 64.0
 
 
 class LossMinimum(NamedTuple):
@@ -223,6 +234,20 @@ def minimise_loss(
             raise ValueError("loss returned NaN during the minimisation (at finite log-ratios)")
         return d.sum().item()
 
+    def slope_along(at: Tensor, direction: Tensor) -> float:
+        # dL/ds = Σ_k w_k dℓ_k/ds by forward-mode AD, pair by pair: a change of 1e-22 in a loss of
+        # size 1 is lost to rounding in L(new) − L(old), and in a reverse-mode gradient it is
+        # lost when O(1) terms of other pairs (which cancel exactly) are accumulated first
+        d = torch.where(support, direction, 0.0).detach()
+        try:
+            _, tangent = torch.func.jvp(per_pair, (at.detach(),), (d,))
+        except Exception:  # an op without a forward-mode rule: the double-backward JVP
+            _, tangent = torch.autograd.functional.jvp(per_pair, at.detach(), d)
+        value = (weights * tangent).sum().item()
+        if math.isnan(value):
+            raise ValueError("loss has a NaN derivative during the minimisation")
+        return value
+
     history: list[Tensor] = []
     converged, escaped, stalled = False, False, False
     eps = torch.finfo(torch.float64).eps
@@ -232,18 +257,20 @@ def minimise_loss(
         with torch.no_grad():
             losses_now = weights * per_pair(theta)
         scale = max(1.0, losses_now.sum().abs().item())
-        if grad.abs().max() <= 1e-13 * scale:  # stationary to rounding
-            converged = True
-            break
         step = _newton_step(grad, hess, support)
         slope = (grad * step).sum().item()
         newton = slope < 0
+        # stationary to rounding, unless Newton still sees a step: on an exponential tail the
+        # gradient underflows the scale of L while the step stays ~1/β long
+        if grad.abs().max() <= 1e-13 * scale and not (newton and step.abs().max() > 1e-6):
+            converged = True
+            break
         if not newton:
             step, slope = -grad, -(grad * grad).sum().item()
         # Below the rounding error of Σ w ℓ no line search can see a decrease; there the full
         # Newton step is trusted (local quadratic convergence), as it must be to reach 1e-12 in π.
         noise = 16 * eps * losses_now.abs().sum().item()
-        t = 1.0
+        t = min(1.0, _MAX_STEP / step.abs().max().clamp_min(1e-300).item())
         if not (newton and -slope <= noise):
             while decrease(theta, theta + t * step) > 1e-4 * t * slope and t > 1e-12:
                 t /= 2
@@ -262,10 +289,15 @@ def minimise_loss(
             # e^q underflows next: the loss went flat at the boundary (bounded losses such as
             # apo_zero saturate in one long step); the escape is the whole way travelled
             history.append(theta - log_ref)
-            escaped = _confirm_escape(decrease, theta, history[-1], support, strict=0)
+            escaped = _confirm_escape(slope_along, theta, history[-1], strict=0)
             break
         if _escaping(history):
-            escaped = _confirm_escape(decrease, theta, history[-1], support)
+            # the escaping coordinates only: Newton's rounding-level moves on the face (the
+            # responses that stay) would swamp a slope of e^{−100}
+            last = history[-1]
+            last = torch.where(last.abs() > 1e-9 * last.abs().max(), last, 0.0)
+            history[-1] = last
+            escaped = _confirm_escape(slope_along, theta, last)
             if escaped:
                 break
 
@@ -279,12 +311,34 @@ def minimise_loss(
             theta = _gauge(theta, support)
             converged = True
 
+    underflow, unique = False, None
+    if converged and planes is None and not escaped:
+        unique = _nonsingular(_derivatives(objective, theta)[1], support)
+        if not _cancels(per_pair, weights, theta):
+            # flat, and "stationary" only because the gradient is below the rounding of L's
+            # scale: every pair's gradient still points the same way (a tail such as e^{−e^x},
+            # which Newton's shrinking steps never escape); no minimum if L keeps falling on
+            underflow = escaped = _confirm_falling(slope_along, theta, theta - log_ref, support)
+            if underflow:
+                history.append(theta - log_ref)
     with torch.no_grad():
         log_pi = torch.log_softmax(torch.where(support, theta, neg_inf), dim=-1)
         value = objective(theta.reshape(-1)).item()
-    if escaped:
+    if underflow:
+        rates = _unit_ray(history[-1], support)[1]
+        vanishing = rates < -1e-6
+        names = [tuple(i.tolist()) if not single else int(i[1]) for i in vanishing.nonzero()]
+        verdict = (
+            f"no finite minimiser: L keeps falling as log π → −∞ for {names}, faster than "
+            "exponentially (every pair's gradient has the same sign where the total gradient "
+            "is below float64's resolution of L)"
+        )
+        result = LossMinimum(
+            log_pi.exp(), value, False, True, it, vanishing, rates, math.nan, verdict
+        )
+    elif escaped:
         d = history[-1]
-        rates, loss_rate = _escape_rates(decrease, theta, d, support)
+        rates, loss_rate = _escape_rates(slope_along, theta, d, support)
         vanishing = rates < -1e-6
         names = [tuple(i.tolist()) if not single else int(i[1]) for i in vanishing.nonzero()]
         verdict = (
@@ -296,14 +350,12 @@ def minimise_loss(
         )
     else:
         zeros = torch.zeros_like(log_pi)
-        unique = None
         if converged and planes is not None:
             verdict = (
                 f"finite minimiser at a kink (cutting planes: gap {gap:.1e} in L, a certificate "
                 "if L is convex; the cuts found no violation)"
             )
         elif converged:
-            unique = _nonsingular(_derivatives(objective, theta)[1], support)
             verdict = "finite minimiser (Newton converged" + (
                 ")" if unique else "; not unique: L is flat along some direction)"
             )
@@ -440,6 +492,18 @@ def _check_loss(per_pair: Callable[[Tensor], Tensor], theta: Tensor, n: int) -> 
         )
 
 
+def _cancels(
+    per_pair: Callable[[Tensor], Tensor], weights: Tensor, theta: Tensor, ratio: float = 1e-6
+) -> bool:
+    """At a stationary point the pairs' gradients cancel: ‖Σ_k w_k ∇ℓ_k‖ ≤ ratio · Σ_k w_k ‖∇ℓ_k‖
+    (at a minimiser reached to 1e-12 in π the left side is ~1e-12 of the right). Pairs that are
+    all exactly flat (a piecewise-linear loss past every kink) count as cancelling."""
+    jac = torch.autograd.functional.jacobian(per_pair, theta.detach()).reshape(weights.numel(), -1)
+    total = (weights @ jac).norm()
+    terms = (weights * jac.norm(dim=-1)).sum()
+    return bool(total <= ratio * terms) or terms.item() == 0.0
+
+
 def _derivatives(objective: Callable[[Tensor], Tensor], theta: Tensor) -> tuple[Tensor, Tensor]:
     flat = theta.reshape(-1).detach()
     x = flat.clone().requires_grad_(True)
@@ -511,33 +575,55 @@ def _unit_ray(direction: Tensor, support: Tensor) -> Tensor:
     return torch.where(support, direction, 0.0) / fastest.clamp_min(1e-300), slope / fastest
 
 
-def _confirm_escape(
-    decrease, theta: Tensor, step: Tensor, support: Tensor, *, strict: int = 6
-) -> bool:
-    """L falls strictly at θ + 2^k·step for k < ``strict``, and never rises up to k = 9.
+def _confirm_escape(slope_along, theta: Tensor, step: Tensor, *, strict: int = 6) -> bool:
+    """L falls strictly at θ + 2^k·step for k < ``strict``, and never rises up to k = 9 (the
+    sign of dL/ds along the step).
 
     Strictly: a loss that reaches its infimum at a finite point (hinge once every βh ≥ 1) goes
     flat there, and then a finite minimiser exists. Probes are multiples of Newton's last step,
     which on an exponential tail moves the exponent by ~1 whatever β, so 2^5 steps stay above
     the float64 underflow; a saturated escape (see ``_SATURATED``) passes ``strict=0``.
     """
-    prev = theta
     for k in range(10):
-        nxt = theta + (2.0**k) * step
-        change = decrease(prev, nxt)
-        if change > 0 or (k < strict and not change < 0):
+        try:
+            d = slope_along(theta + (2.0**k) * step, step)
+        except ValueError:  # NaN far out: a loss undefined there confirms nothing
             return False
-        prev = nxt
+        if d > 0 or (k < strict and not d < 0):
+            return False
     return True
 
 
-def _escape_rates(decrease, theta: Tensor, step: Tensor, support: Tensor) -> tuple[Tensor, float]:
-    """Rates of log π along the unit ray, and κ from three decreases one Newton step apart:
-    L(s) − L(s + δ) = b e^{−κs}(1 − e^{−κδ}) for L = a + b e^{−κs}, δ the step's length in s."""
+def _confirm_falling(slope_along, theta: Tensor, travelled: Tensor, support: Tensor) -> bool:
+    """L falls strictly a quarter nat further along the way travelled (the fastest log π moving
+    by −¼) and does not rise at ½ and 1 nat: probes stay short, since past an underflow a loss
+    may be NaN (−inf − (−inf))."""
+    unit = _unit_ray(travelled, support)[0]
+    for k, t in enumerate((0.25, 0.5, 1.0)):
+        try:
+            d = slope_along(theta + t * unit, unit)
+        except ValueError:
+            return False
+        if d > 0 or (k == 0 and not d < 0):
+            return False
+    return True
+
+
+def _escape_rates(slope_along, theta: Tensor, step: Tensor, support: Tensor) -> tuple[Tensor, float]:
+    """Rates of log π along the unit ray, and κ from the slopes dL/ds one step apart:
+    dL/ds = −κ b e^{−κs} for L = a + b e^{−κs}, δ the step's length in s."""
     d, rates = _unit_ray(step, support)
     delta = (step.norm() / d.norm()).item()  # the step is δ unit-ray lengths
-    # eight steps on: the tail's next-order term (e^{−2βh} against e^{−βh}) has died down by e^{−8}
-    drops = [-decrease(theta + j * step, theta + (j + 1) * step) for j in range(8, 11)]
-    if drops[1] <= 0 or drops[2] <= 0:
-        return rates, math.nan
-    return rates, max(0.0, math.log(drops[1] / drops[2]) / delta)
+    # 8m steps on, with m steps moving the exponent by ≥ 1: the tail's next-order term (e^{−2βh}
+    # against e^{−βh}) has died down by e^{−8}. A Newton step moves it by ~1 (m = 1) unless the
+    # step was capped at _MAX_STEP (small β), where a first estimate of κ sets m.
+    m, kappa = 1, math.nan
+    for _ in range(3):
+        slopes = [-slope_along(theta + j * m * step, step) for j in (9, 10)]
+        if slopes[0] <= 0 or slopes[1] <= 0:
+            return rates, kappa
+        kappa = max(0.0, math.log(slopes[0] / slopes[1]) / (m * delta))
+        if kappa * m * delta >= 1 or kappa * delta < 1e-3:  # done, or no exponential tail
+            break
+        m = math.ceil(1 / (kappa * delta))
+    return rates, kappa

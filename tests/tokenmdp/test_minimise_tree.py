@@ -14,6 +14,7 @@ import torch
 from scipy.optimize import minimize
 
 import tokenmdp as tm
+import toybandit as tb
 from toybandit import losses
 
 F64 = torch.float64
@@ -132,7 +133,13 @@ def test_length_normalised_minimiser_equals_scipy_on_edge_logits():
 
 def test_deterministic_trajectory_preferences_have_no_dpo_minimiser():
     tree, reward = tree_world(2)
-    pairs = tm.population_trajectory_pairs(tree, 1e3 * reward)  # σ(1e3 ΔR): 0/1 in float64
+    pairs = tm.population_trajectory_pairs(tree, 1e3 * reward)
+    # σ(1e3 ΔR) rounds to 1, but σ(−1e3 ΔR) ≈ e^{−250} is a float: with those pairs P is not 0/1
+    # and DPO has a (far) finite minimiser; dropping them makes the labels exactly deterministic
+    keep = pairs.weights > 1e-50 * pairs.weights.max()
+    assert (~keep).any()
+    pairs = tb.PreferencePairs(*(x[keep] for x in (pairs.chosen, pairs.rejected)), None,
+                               pairs.weights[keep])  # fmt: skip
     got = tm.minimise_tree_loss(tree, functools.partial(losses.dpo, beta=0.5), pairs)
     assert not got.leaves.finite and got.leaves.vanishing.sum() == len(tree.leaves) - 1
     # twin: IPO on the same data has one

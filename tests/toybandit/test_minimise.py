@@ -343,3 +343,59 @@ def test_every_per_pair_trl_loss_type_minimises():
             assert off < 1e-12, name
         else:
             assert off > 1e-3, name
+
+
+def test_bounded_loss_escape_lands_on_the_infimum_not_a_plateau():
+    """apo_zero on a total order: the net-rejected y₂, y₃ vanish and (π(y₀), π(y₁)) settles where
+    the loss restricted to that face is least (scipy's bounded scalar search there). An unbounded
+    saddle-free step from π_ref once landed on the plateau π = δ_{y₁} (L = 0.914 against 0.659)."""
+    from scipy.optimize import brentq, minimize_scalar
+
+    pref = tb.from_upper_triangle(torch.ones(4, 4, dtype=F64))
+    mu, ref = torch.full((4,), 0.25, dtype=F64), torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
+    pairs = tb.population_pairs(pref, mu)
+    fn = functools.partial(losses.apo_zero, beta=0.5)
+    got = minimise_loss(fn, pairs, ref)
+    assert not got.finite and got.converged
+    assert got.vanishing.tolist() == [False, False, True, True]
+    w = pairs.weights / pairs.weights.sum()
+
+    def face(p: float) -> float:  # y₂, y₃ at 0: σ(βq) = 0 there
+        pi = torch.tensor([p, 1 - p, 0.0, 0.0], dtype=F64)
+        q = torch.where(pi > 0, pi.log() - ref.log(), -math.inf)
+        return (w * fn(q[pairs.chosen], q[pairs.rejected])).sum().item()
+
+    def slope(p: float) -> float:
+        x = torch.tensor(p, dtype=F64, requires_grad=True)
+        pi = torch.stack([x, 1 - x])
+        q = pi.log() - ref[:2].log()
+        q = torch.cat([q, torch.full((2,), -math.inf, dtype=F64)])
+        return torch.autograd.grad((w * fn(q[pairs.chosen], q[pairs.rejected])).sum(), x)[0].item()
+
+    # the face's minimiser: its derivative's root (brentq, to 1e-15), confirmed by a scalar search
+    p = brentq(slope, 0.01, 0.99, xtol=1e-15)
+    assert minimize_scalar(face, bounds=(0.01, 0.99), method="bounded").fun >= face(p) - 1e-15
+    assert abs(got.policy[0].item() - p) < 1e-12
+    assert got.value <= face(p) + 1e-15
+    assert got.loss_rate == pytest.approx(0.5, rel=1e-6)  # σ(βq) → e^{βq}
+
+
+def test_doubly_exponential_escape_is_not_called_a_minimiser():
+    """f-DPO with the forward KL on a total order: s = 1 − e^{−q} → −∞ like −e^{−q}, so the loss
+    falls like e^{−βe^{s}} as y₁..y₃ vanish. Newton's steps shrink on such a tail and the gradient
+    drops below the rounding of L long before π reaches the boundary; that point must not be
+    reported as a (flat) finite minimiser. Twin: the same loss on Bradley–Terry labels has one."""
+    pref = tb.from_upper_triangle(torch.ones(4, 4, dtype=F64))
+    mu, ref = torch.full((4,), 0.25, dtype=F64), torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
+
+    def forward_kl(c, r):
+        s = functools.partial(losses.f_divergence_scores, f_divergence_type="forward_kl")
+        return losses.dpo(s(c), s(r), 0.5)
+
+    got = minimise_loss(forward_kl, tb.population_pairs(pref, mu), ref)
+    assert not got.finite and got.converged
+    assert got.vanishing.tolist() == [False, True, True, True]
+    assert "faster than exponentially" in got.verdict
+    bt = tb.bradley_terry(torch.tensor([1.0, 0.3, -0.5, 0.0], dtype=F64))
+    twin = minimise_loss(forward_kl, tb.population_pairs(bt, mu), ref)
+    assert twin.finite and twin.converged and twin.unique
