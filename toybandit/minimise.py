@@ -62,6 +62,8 @@ _SATURATED = 600.0
 # (apo_zero at π_ref) is nearly unbounded and would land on a saturated plateau (a saddle at
 # infinity, not the infimum); descent as training does moves step by step. e^{−64} ≈ 1.6e-28.
 _MAX_STEP = 64.0
+# A stall with some log π/π_ref below −30 (π/π_ref < 1e-13) is in a tail, not at a kink.
+_DEEP = 30.0
 
 
 class LossMinimum(NamedTuple):
@@ -302,9 +304,12 @@ def minimise_loss(
                 break
 
     planes = None
-    if stalled:
+    deep = bool((theta - log_ref)[support].min() < -_DEEP)
+    if stalled and not deep:
         # a kink of a non-smooth loss (hinge): Newton's model is useless there; for a convex
-        # piecewise-smooth loss Kelley's cutting planes reach the minimum with a certified gap
+        # piecewise-smooth loss Kelley's cutting planes reach the minimum with a certified gap.
+        # Not deep in a tail: there a bounded loss is flat to rounding (apo_down near a vertex)
+        # and "gap 0" would certify a plateau
         planes = _cutting_planes(objective, theta, support)
         if planes is not None:
             theta, gap = planes
@@ -358,6 +363,11 @@ def minimise_loss(
         elif converged:
             verdict = "finite minimiser (Newton converged" + (
                 ")" if unique else "; not unique: L is flat along some direction)"
+            )
+        elif stalled and deep:
+            verdict = (
+                f"not certified: stalled after {it} steps deep in a tail (some π/π_ref < e^-30), "
+                "where the loss is flat to rounding: an escape that could not be confirmed"
             )
         elif stalled:
             verdict = (
