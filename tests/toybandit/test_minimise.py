@@ -399,3 +399,19 @@ def test_doubly_exponential_escape_is_not_called_a_minimiser():
     bt = tb.bradley_terry(torch.tensor([1.0, 0.3, -0.5, 0.0], dtype=F64))
     twin = minimise_loss(forward_kl, tb.population_pairs(bt, mu), ref)
     assert twin.finite and twin.converged and twin.unique
+
+
+def test_a_stall_deep_in_a_tail_is_not_certified():
+    """apo_down with μ ≠ π_ref drives π towards a vertex, where the bounded loss is flat to
+    rounding; Newton stalls there and cutting planes would report "gap 0" on the plateau. The
+    verdict must say not certified, never "finite minimiser at a kink"."""
+    reward = torch.tensor([1.0, 0.3, -0.5, 0.0], dtype=F64)
+    mu = torch.tensor([0.05, 0.15, 0.3, 0.5], dtype=F64)
+    ref = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
+    got = minimise_loss(
+        functools.partial(losses.apo_down, beta=0.5),
+        tb.population_pairs(tb.bradley_terry(reward), mu),
+        ref,
+    )
+    assert not got.converged and "deep in a tail" in got.verdict
+    assert (got.policy / ref).log().min() < -30
