@@ -4,7 +4,7 @@ Responses live on the last tensor dim, prompts on any leading dims; float64 by d
 ``docs/conventions.md`` for the notation (β, τ, μ, P, q) shared by the whole project.
 """
 
-from . import losses
+from . import atlas, losses
 from .data import PreferencePairs, population_pairs, sample_preferences
 from .fit import fit_policy
 from .minimise import LossMinimum, minimise_loss
@@ -33,6 +33,7 @@ from .preferences import (
     bradley_terry,
     check_preference,
     from_upper_triangle,
+    maximal_lottery,
     psi_optimal_policy,
     psi_scores,
     random_preference,
@@ -44,6 +45,7 @@ __all__ = [
     "PSI",
     "LossMinimum",
     "PreferencePairs",
+    "atlas",
     "bradley_terry",
     "check_preference",
     "dpo_objective",
@@ -60,6 +62,7 @@ __all__ = [
     "logistic_objective",
     "logratios",
     "losses",
+    "maximal_lottery",
     "minimise_loss",
     "optimal_policy",
     "pair_weights",

@@ -227,3 +227,45 @@ def psi_optimal_policy(pref, mu, ref, tau, psi: str | Callable[[Tensor], Tensor]
             "every response with π_ref > 0 has Ψ-score −inf: the ΨPO optimum is undefined"
         )
     return log_pi.exp()
+
+
+def maximal_lottery(pref) -> Tensor:
+    """The maximal lottery p of one preference matrix: Σ_i p_i (2P_ij − 1) ≥ 0 for every j.
+
+    The von Neumann winner of the symmetric zero-sum game with payoff 2P − 1 (Fishburn 1984): a
+    lottery no response beats in expectation. It exists for every P satisfying Nguyen 2025 (8a–c)
+    and is the target of Nash-style preference optimisation when P is intransitive; for a
+    Bradley–Terry P it is the point mass on the best response. Computed as the linear programme
+    max v s.t. Σ_i p_i (2P_ij − 1) ≥ v ∀j, Σ p = 1, p ≥ 0 (scipy's HiGHS); the game's value v is
+    0 by symmetry, which the LP's value must reproduce.
+
+    Args:
+        pref: P, shape [Y, Y] (one prompt).
+
+    Returns:
+        p, shape [Y], float64; unique for generic P (ties may have other maximal lotteries).
+
+    Raises:
+        ValueError: ``pref`` not [Y, Y] or breaking (8a–c).
+    """
+    from scipy.optimize import linprog
+
+    pref = check_preference(pref)
+    if pref.dim() != 2:
+        raise ValueError(f"pref must be one matrix [Y, Y], got shape {tuple(pref.shape)}")
+    a = 2 * pref.detach().to(torch.float64).cpu().numpy() - 1
+    y = a.shape[0]
+    # variables (p, v): minimise −v s.t. v − Σ_i p_i a_ij ≤ 0, Σ p = 1, p ≥ 0
+    res = linprog(
+        [0.0] * y + [-1.0],
+        A_ub=[[-a[i, j] for i in range(y)] + [1.0] for j in range(y)],
+        b_ub=[0.0] * y,
+        A_eq=[[1.0] * y + [0.0]],
+        b_eq=[1.0],
+        bounds=[(0, None)] * y + [(None, None)],
+        method="highs",
+    )
+    if res.status != 0 or abs(res.x[-1]) > 1e-9:
+        raise RuntimeError(f"maximal lottery LP failed (value {res.x[-1]}): {res.message}")
+    p = torch.as_tensor(res.x[:y], dtype=torch.float64).clamp_min(0)
+    return p / p.sum()
