@@ -1,8 +1,11 @@
 """The exercises of the course: exact instances, the exact answer, and the known wrong answers.
 
 Each exact answer is computed by the library itself (``toybandit``, ``tokenmdp``) or, where the
-library has no function of that exact shape, by a second route through it (eq. (13) of Rafailov
-et al. 2024 for the value-guided search score of eq. (12)); never by the learner's formula.
+library has no function of that exact shape, by a second route: through the library (eq. (13) of
+Rafailov et al. 2024 for the value-guided search score of eq. (12); the exact minimiser of the
+population loss, ``toybandit.minimise_loss``, for the closed-form optimum of ``sigmoid_norm``) or
+from the defining equation (rDPO's 2×2 system; P(y_j ≻ y_i) = 1 − P(y_i ≻ y_j) for the noisy
+preference); never by the learner's formula.
 A :class:`Pitfall` is a wrong formula that a learner plausibly writes, with the hint that names
 the mistake. Every pitfall differs from the exact answer on some instance (tested).
 """
@@ -816,6 +819,190 @@ SEARCH = Exercise(
 )
 
 
+# -- 8. which loss_type ----------------------------------------------------------------------
+
+EPS = (0.1, 0.25, 0.05, 0.4)
+
+
+@cache  # instances are built once; check() hands the learner copies
+def _noisy() -> list[dict]:
+    kinds = ("bradley_terry", "general", "cyclic", "deterministic")
+    return [
+        {"pref": tb.random_preference(4 + k % 2, generator=_gen(1000 + k), kind=kind), "eps": eps}
+        for k, (kind, eps) in enumerate(zip(kinds, EPS, strict=True))
+    ]
+
+
+NOISY = Exercise(
+    id="which_loss.noisy_preference",
+    name="noisy_preference",
+    signature="noisy_preference(pref, eps) -> P_ε, shape [Y, Y]",
+    equation="P_ε = (1 − ε)P + εPᵀ: labels from P flipped with probability ε (Chowdhury et al. 2024)",
+    instances=_noisy,
+    # a route through (8a) instead of the transpose: P(y_j ≻ y_i) = 1 − P(y_i ≻ y_j)
+    reference=lambda pref, eps: (1 - eps) * pref + eps * (1 - pref),
+    pitfalls=(
+        Pitfall(
+            "swapped",
+            lambda pref, eps: eps * pref + (1 - eps) * pref.mT,
+            "ε and 1 − ε swapped: a label is kept with probability 1 − ε, so P_ε = (1 − ε)P + εPᵀ.",
+        ),
+        Pitfall(
+            "coin",
+            lambda pref, eps: (1 - eps) * pref + eps / 2,
+            "that replaces a label by a fair coin with probability ε (a flip rate of ε/2): a "
+            "flipped label reports the other order, y_j ≻ y_i, so mix in εPᵀ.",
+        ),
+        Pitfall(
+            "dropped",
+            lambda pref, eps: (1 - eps) * pref,
+            "a flipped label is not lost, it says y_j ≻ y_i: add εPᵀ (P_ε must still satisfy "
+            "P_ε + P_εᵀ = 1).",
+        ),
+    ),
+)
+
+
+@cache  # instances are built once; check() hands the learner copies
+def _robust_pairs() -> list[dict]:
+    out = []
+    for k, (beta, eps) in enumerate(zip(BETAS, EPS, strict=True)):
+        g = _gen(1100 + k)
+        out.append(
+            {
+                "chosen_logratios": 2 * torch.randn(10, generator=g, dtype=F64),
+                "rejected_logratios": 2 * torch.randn(10, generator=g, dtype=F64),
+                "beta": beta,
+                "eps": eps,
+            }
+        )
+    return out
+
+
+def _clean(chosen_logratios, rejected_logratios, beta) -> tuple[Tensor, Tensor]:
+    """ℓ(h) and ℓ(−h), ℓ(h) = −log σ(βh): DPO's loss on the pair as labelled and flipped."""
+    h = beta * (chosen_logratios - rejected_logratios)
+    return F.softplus(-h), F.softplus(h)
+
+
+def _unbiased(chosen_logratios, rejected_logratios, beta, eps) -> Tensor:
+    """ℓ̃(h) from its definition: the 2×2 system (1 − ε)ℓ̃(±h) + εℓ̃(∓h) = ℓ(±h), solved."""
+    flip = torch.tensor([[1 - eps, eps], [eps, 1 - eps]], dtype=F64)
+    clean = torch.stack(_clean(chosen_logratios, rejected_logratios, beta))  # [2, n]
+    return torch.linalg.solve(flip, clean)[0]
+
+
+def _mixed(sign: float, scale: bool):
+    def fn(chosen_logratios, rejected_logratios, beta, eps):
+        kept, flipped = _clean(chosen_logratios, rejected_logratios, beta)
+        loss = (1 - eps) * kept + sign * eps * flipped
+        return loss / (1 - 2 * eps) if scale else loss
+
+    return fn
+
+
+ROBUST = Exercise(
+    id="which_loss.robust",
+    name="robust_loss",
+    signature="robust_loss(chosen_logratios, rejected_logratios, beta, eps) -> ℓ̃ per pair, shape [n]",
+    equation="(1 − ε)ℓ̃(h) + εℓ̃(−h) = ℓ(h) = −log σ(βh): rDPO, Chowdhury et al. 2024 (TRL's "
+    '"robust")',
+    instances=_robust_pairs,
+    reference=_unbiased,
+    pitfalls=(
+        Pitfall(
+            "conservative",
+            _mixed(+1.0, False),
+            "that is conservative DPO (TRL's sigmoid with label_smoothing = ε): it adds the "
+            "flipped term and fits the noise; rDPO removes it, ℓ̃ = [(1 − ε)ℓ(h) − εℓ(−h)]/(1 − 2ε).",
+        ),
+        Pitfall(
+            "unscaled",
+            _mixed(-1.0, False),
+            "missing the 1/(1 − 2ε): solve (1 − ε)ℓ̃(h) + εℓ̃(−h) = ℓ(h) together with the same "
+            "equation at −h; without it the expected loss is (1 − 2ε)·ℓ(h), not ℓ(h).",
+        ),
+        Pitfall(
+            "plain",
+            lambda chosen_logratios, rejected_logratios, beta, eps: _clean(
+                chosen_logratios, rejected_logratios, beta
+            )[0],
+            "that is DPO's loss ℓ(h) itself: with labels flipped at rate ε its expectation is "
+            "(1 − ε)ℓ(h) + εℓ(−h); find the ℓ̃ whose expectation is ℓ(h).",
+        ),
+    ),
+)
+
+
+def _tilted(ref: Tensor, score: Tensor, lengths: Tensor) -> Tensor:
+    """π ∝ π_ref e^{|y|(s + c)}, c found by bisection of the normaliser (for the pitfalls)."""
+    from scipy.optimize import brentq
+
+    def excess(c: float) -> float:
+        return (ref * torch.exp(lengths * (score + c))).sum().item() - 1.0
+
+    c = brentq(excess, -score.max().item(), -score.min().item(), xtol=1e-15)
+    return ref * torch.exp(lengths * (score + c))
+
+
+@cache  # instances are built once; check() hands the learner copies
+def _length_worlds() -> list[dict]:
+    """Bradley–Terry labels, pairs from a full-support μ; the exact minimiser of TRL's
+    sigmoid_norm population loss, by Newton's method on the loss (toybandit.minimise_loss)."""
+    out = []
+    for k, beta in enumerate(BETAS):
+        g = _gen(1200 + k)
+        n = 4 + k % 3
+        reward = 0.4 * torch.randn(n, generator=g, dtype=F64)
+        ref, mu = _simplex(n, g), _simplex(n, g)
+        lengths = torch.randint(1, 5, (n,), generator=g).to(F64)
+        pairs = tb.population_pairs(tb.bradley_terry(reward), mu)
+        fit = tb.minimise_loss(
+            lambda c, r, nc, nr, beta=beta: tb.losses.sigmoid_norm(c, r, nc, nr, beta),
+            pairs,
+            ref,
+            lengths=lengths,
+        )
+        assert fit.finite and fit.converged, fit.verdict
+        out.append(
+            {"reward": reward, "ref": ref, "lengths": lengths, "beta": beta, "_pi": fit.policy}
+        )
+    return out
+
+
+LENGTH = Exercise(
+    id="which_loss.length_normalised",
+    name="length_normalised_optimum",
+    signature="length_normalised_optimum(reward, ref, lengths, beta) -> π̂, shape [Y]",
+    equation="log π̂(y) = log π_ref(y) + |y|(r(y)/β + c), Σ π̂ = 1: the minimiser of TRL's "
+    "sigmoid_norm on Bradley–Terry labels (Nguyen 2025, eq. (6) on q/|y|)",
+    instances=lambda: [_strip(d) for d in _length_worlds()],
+    reference=_lookup("_pi", _length_worlds, "reward"),
+    pitfalls=(
+        Pitfall(
+            "no_length",
+            lambda reward, ref, lengths, beta: _gibbs(reward, ref, beta),
+            "that is π*, the minimiser of the summed loss (TRL's sigmoid); sigmoid_norm compares "
+            "q/|y|, so it is q/|y| that equals r/β + c: log π̂ = log π_ref + |y|(r/β + c).",
+        ),
+        Pitfall(
+            "shared_constant",
+            lambda reward, ref, lengths, beta: torch.softmax(
+                lengths * reward / beta + ref.log(), -1
+            ),
+            "normalised by one shared constant (softmax): the constant c sits inside the factor "
+            "|y|, log π̂ = log π_ref + |y|(r/β + c); solve Σ π_ref e^{|y|(r/β + c)} = 1 for c "
+            "(scipy.optimize.brentq).",
+        ),
+        Pitfall(
+            "length_divided",
+            lambda reward, ref, lengths, beta: _tilted(ref, reward / beta, 1 / lengths),
+            "|y| divides instead of multiplies: q/|y| = r/β + c, so q = |y|(r/β + c).",
+        ),
+    ),
+)
+
+
 EXERCISES: dict[str, Exercise] = {
     ex.id: ex
     for ex in (
@@ -835,6 +1022,9 @@ EXERCISES: dict[str, Exercise] = {
         SHAPING,
         CREDIT,
         SEARCH,
+        NOISY,
+        ROBUST,
+        LENGTH,
     )
 }
 """Every exercise, by id (``"<notebook>.<name>"``), in course order."""

@@ -94,3 +94,30 @@ def search_score(
 ) -> Tensor:
     """Σ (r + β log π_ref) + V*(frontier) (Rafailov et al. 2024, eq. (12))."""
     return prefix_return + beta * prefix_log_ref + v_frontier
+
+
+def noisy_preference(pref: Tensor, eps: float) -> Tensor:
+    """P_ε = (1 − ε)P + εPᵀ: a label kept with probability 1 − ε, reversed with ε."""
+    return (1 - eps) * pref + eps * pref.mT
+
+
+def robust_loss(
+    chosen_logratios: Tensor, rejected_logratios: Tensor, beta: float, eps: float
+) -> Tensor:
+    """ℓ̃ = [(1 − ε)ℓ(h) − εℓ(−h)]/(1 − 2ε), ℓ(h) = −log σ(βh) (rDPO, Chowdhury et al. 2024)."""
+    h = beta * (chosen_logratios - rejected_logratios)
+    return ((1 - eps) * -F.logsigmoid(h) + eps * F.logsigmoid(-h)) / (1 - 2 * eps)
+
+
+def length_normalised_optimum(reward: Tensor, ref: Tensor, lengths: Tensor, beta: float) -> Tensor:
+    """π̂ = π_ref e^{|y|(r/β + c)}, c the root of Σ π̂ = 1 (increasing in c, bracketed by
+    c = −max r/β, where every term is ≤ π_ref, and c = −min r/β, where every term is ≥ π_ref)."""
+    from scipy.optimize import brentq
+
+    score = reward / beta
+
+    def excess(c: float) -> float:
+        return (ref * torch.exp(lengths * (score + c))).sum().item() - 1.0
+
+    c = brentq(excess, -score.max().item(), -score.min().item(), xtol=1e-15)
+    return ref * torch.exp(lengths * (score + c))
