@@ -770,7 +770,247 @@ V* at its last state. (The checker's exact answer comes from eq. (13), a differe
     (
         "md",
         """**7.3** (no checker) Make the reward dense (nonzero on every edge). Does the credit still differ from the
-reward? Next in the course: which loss to use — a notebook that arrives with the loss atlas.""",
+reward? Next, and last: notebook 8, which `loss_type` to use, from the loss atlas.""",
+    ),
+]
+
+WHICH_LOSS = [
+    (
+        "md",
+        """# 8. Which `loss_type` should I use?
+
+**Learning goals.** (a) Write the population objective that a pairwise preference loss minimises when
+trained to convergence, Nguyen 2025, eq. (6), and find its exact minimiser π̂ with `tb.minimise_loss`;
+(b) read the loss atlas: which of TRL's `loss_type`s reaches which target — π* of eq. (1), the IPO
+optimum, or neither — in which world, and which has no finite minimiser at all; (c) undo label noise with
+rDPO's unbiased loss (TRL's `robust`) and see why the `label_smoothing` of `sigmoid` does not; (d) see
+that TRL's token-averaged losses (`sigmoid_norm`, `ipo`) move a response |y| times as far from π_ref as
+the summed ones.
+
+A loss ℓ(q(y_w), q(y_l)) of the log-ratios q = log π/π_ref, trained on infinitely many pairs drawn from
+μ × μ and labelled by P, minimises
+
+L(π) = Σ_{y_w, y_l} W(y_w, y_l) ℓ(q(y_w), q(y_l)),    W(y_w, y_l) = 2 μ(y_w) μ(y_l) P(y_w ≻ y_l),
+
+Nguyen 2025, eq. (6) with DPO's ℓ; the atlas puts each of TRL's losses in its place. Its minimiser π̂ is
+where training converges with unlimited data and a tabular policy: a property of the loss, not of the
+optimiser. The atlas (`tb.atlas`) minimises L exactly for 21 losses on six worlds and compares π̂ with
+the targets the losses claim:
+
+π*(y) = π_ref(y) e^{r(y)/β} / Z,    Nguyen 2025, eq. (1), where a Bradley–Terry reward r exists;
+
+π_IPO(y) = π_ref(y) e^{p(y)/τ} / Z_τ,  p(y) = E_{y'∼μ}[P(y ≻ y')],    Azar et al. 2023, eq. (7) with
+Ψ = identity (TRL's `ipo` takes τ = `beta`);
+
+and, where no reward exists, the maximal lottery ML, a distribution that no response beats on average.""",
+    ),
+    (
+        "code",
+        SETUP
+        + """
+torch.set_num_threads(1)   # thousands of tiny Newton steps: threads only add overhead
+beta = 0.5
+LOSS = {loss.name: loss for loss in tb.atlas.LOSSES}   # TRL's losses, configured as the atlas runs them
+WORLD = {w.name: w for w in tb.atlas.worlds()}          # six exact worlds with four to six responses
+for name, w in WORLD.items():
+    print(f"{name:14s} {w.description}")
+w = WORLD["bradley_terry"]
+pairs = tb.population_pairs(w.pref, w.mu)   # every ordered pair, with its weight W = 2μμP
+fit = tb.minimise_loss(lambda c, r: tb.losses.dpo(c, r, beta), pairs, w.ref)   # TRL's "sigmoid"
+star = tb.optimal_policy(w.reward, w.ref, beta)
+fit.verdict, (fit.policy - star).abs().max()""",
+    ),
+    (
+        "md",
+        """**The atlas.** Every loss on every world at β = 0.5 (about 5 s). Each cell is the distance from π̂ to
+the world's target, named in the column; yellow is exact. ∅: no finite minimiser — the loss keeps
+falling as some π(y) → 0, so training never settles; \\*: a non-convex loss, whose minimiser is the one
+that descent from π_ref reaches; n.c.: not certified.""",
+    ),
+    (
+        "code",
+        """entries = tb.atlas.atlas(beta)
+by = {(e.loss, e.world): e for e in entries}
+losses, worlds = list(LOSS), list(WORLD)
+def distance(e):   # to π* where it exists; to π_IPO (deterministic); from the maximal lottery (intransitive)
+    kl = {"deterministic": e.kl_to_ipo, "intransitive": e.kl_to_lottery}.get(e.world, e.kl_to_optimum)
+    return kl if e.finite and e.converged else float("nan")
+grid = torch.tensor([[distance(by[n, x]) for x in worlds] for n in losses]).clamp(min=1e-12).log10()
+fig, ax = plt.subplots(figsize=(7, 6.5))
+im = ax.imshow(grid, cmap="viridis_r", vmin=-12, vmax=0.5, aspect="auto"); ax.set_facecolor("0.3")
+for i, n in enumerate(losses):
+    for j, x in enumerate(worlds):
+        e, d = by[n, x], distance(by[n, x])
+        text = "n.c." if not e.converged else "∅" if not e.finite else ("0" if d < 1e-12 else f"{d:.2g}") + "*" * e.local
+        ax.text(j, i, text, ha="center", va="center", fontsize=7, color="k" if grid[i, j] > -4 else "w")
+ax.set_xticks(range(6), ["Bradley–Terry\\nKL(π̂‖π*)", "noisy\\nKL(π̂‖π*)", "μ ≠ π_ref\\nKL(π̂‖π*)",
+                         "deterministic\\nKL(π̂‖π_IPO)", "intransitive\\nKL(ML‖π̂)", "token tree\\nKL(π̂‖π*)"], fontsize=7)
+ax.set_yticks(range(len(losses)), losses, fontsize=7); ax.xaxis.tick_top()
+fig.colorbar(im, ax=ax, label="log10 KL (−12: exact)", shrink=0.6); fig.tight_layout()""",
+    ),
+    (
+        "md",
+        """**Reading it.** `sigmoid` (DPO) is exact wherever a Bradley–Terry reward exists and the labels are
+clean, whatever μ (the μ ≠ π_ref column) and whatever the lengths (the token tree: it sums log-ratios
+over tokens); it is off on noisy labels and has no minimiser on deterministic ones. `ipo` aims
+elsewhere: exact for π_IPO where every sigmoid-type loss has no minimiser, but 0.29 from π* on
+Bradley–Terry labels — p/τ is a win rate, not r/β. `robust` is exact on the noisy world, whose flip
+rate its `label_smoothing` matches, and off everywhere else. `hinge` has a minimiser in every world and
+is exact in none. No loss reaches the maximal lottery of the intransitive world, and neither APO loss
+(`apo_zero`, `apo_down`) has a certified minimiser in any world: both push some π(y) to 0.
+
+Two worlds side by side: with Bradley–Terry labels `sigmoid` lands on π*, `hinge` on a sharper policy
+(its loss is 0 once βh ≥ 1, so the margin, not P, pins π̂), and `ipo` on its own, flatter target. With
+a total order `sigmoid` has no minimiser — π(y0) → 1; hatched, the last iterate — while `ipo` still
+lands on π_IPO.""",
+    ),
+    (
+        "code",
+        """bt, det = WORLD["bradley_terry"], WORLD["deterministic"]
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+x = torch.arange(4)
+for ax, w, target, name in [(axes[0], bt, star, "π*"), (axes[1], det, tb.psi_optimal_policy(det.pref, det.mu, det.ref, beta), "π_IPO")]:
+    ax.bar(x - 0.3, w.ref, 0.15, color="k", label="π_ref")
+    ax.bar(x - 0.15, target, 0.15, color="C3", label=f"target {name}")
+    for k, n in enumerate(["sigmoid", "hinge", "ipo"]):
+        e = by[n, w.name]
+        note = " (∅: no minimiser)" if not e.finite else " (one of many minimisers)" if e.unique is False else ""
+        ax.bar(x + 0.15 * k, e.policy, 0.15, color=f"C{k}", hatch="" if e.finite else "//", label=n + note)
+    ax.set(title=w.description, xticks=x, xticklabels=w.responses); ax.legend(fontsize=7)
+axes[0].set_ylabel("π̂(y), β = τ = 0.5"); fig.tight_layout()""",
+    ),
+    (
+        "md",
+        """**Noisy labels.** If each label is flipped with probability ε, the pairs are labelled by a noisy P_ε
+(exercise 8.1), and `sigmoid` fits P_ε: a flatter policy than π*. TRL has two knobs named
+`label_smoothing`. In `robust` (rDPO, Chowdhury et al. 2024) it is the ε of an unbiased loss ℓ̃,
+
+(1 − ε) ℓ̃(h) + ε ℓ̃(−h) = ℓ(h),    ℓ(h) = −log σ(βh),  h = q(y_w) − q(y_l),
+
+so that in expectation over the flips the loss is the clean one (exercise 8.2) and π̂ = π*. In `sigmoid`
+it is conservative DPO (cDPO), (1 − ε)ℓ(h) + εℓ(−h): it smooths the labels further, and π̂ moves away
+from π*. Right: KL(π̂‖π*) as each knob moves, in the atlas's noisy world (true ε = 0.1).""",
+    ),
+    (
+        "code",
+        """w = WORLD["noisy"]
+pairs = tb.population_pairs(w.pref, w.mu)
+minimiser = lambda loss: tb.minimise_loss(loss, pairs, w.ref).policy
+smoothing = [0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25]
+robust = [tb.kl_divergence(minimiser(lambda c, r: tb.losses.robust(c, r, beta, label_smoothing=s)), star) for s in smoothing]
+cdpo = [tb.kl_divergence(minimiser(lambda c, r: tb.losses.dpo(c, r, beta, label_smoothing=s)), star) for s in smoothing]
+fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+a.bar(x - 0.3, star, 0.2, color="C3", label="π* (of the clean labels)")
+a.bar(x - 0.1, by["sigmoid", "noisy"].policy, 0.2, color="C0", label="sigmoid")
+a.bar(x + 0.1, by["robust", "noisy"].policy, 0.2, color="C1", label="robust, label_smoothing = ε")
+a.bar(x + 0.3, minimiser(lambda c, r: tb.losses.dpo(c, r, beta, label_smoothing=0.1)), 0.2, color="C2", label="sigmoid, label_smoothing = ε")
+a.set(title=w.description, xticks=x, xticklabels=w.responses, ylabel="π̂(y)"); a.legend(fontsize=7)
+b.plot(smoothing, robust, "o-", color="C1", label="robust"); b.plot(smoothing, cdpo, "s-", color="C2", label="sigmoid (cDPO)")
+b.axvline(tb.atlas.NOISE, color="k", ls=":", lw=0.8)
+b.set(xlabel="label_smoothing", ylabel="KL(π̂ ‖ π*)", title="the true flip rate is ε = 0.1"); b.legend(fontsize=7); fig.tight_layout()""",
+    ),
+    (
+        "md",
+        """`robust` is exact only at the true ε, and overestimating ε costs more than underestimating it.
+
+**Token-averaged losses.** TRL's `sigmoid_norm` and `ipo` divide each log-ratio by the response's length
+before comparing, ℓ(q(y_w)/|y_w|, q(y_l)/|y_l|). The argument of notebook 3 then fixes u = q/|y|
+instead of q: on Bradley–Terry labels β(u(y_i) − u(y_j)) = r_i − r_j, so
+
+log π̂(y) = log π_ref(y) + |y|·(r(y)/β + c),    c such that Σ_y π̂(y) = 1    (exercise 8.3),
+
+against log π*(y) = log π_ref(y) + r(y)/β − log Z (and for `ipo`, |y|·(p(y)/τ + c) against the
+paper's p(y)/τ − log Z_τ). Each response moves |y| times as far from π_ref: in the token tree ("." is
+the end of the sequence) the long, good `aa.` gains and the long, bad `ab.` all but vanishes. The best
+sequence is also one of the longest, so the mean length grows, for `sigmoid_norm` against π* and for
+TRL's `ipo` against the paper's IPO (the atlas's `ipo (summed)`, which TRL does not offer).""",
+    ),
+    (
+        "code",
+        """w = WORLD["token_tree"]
+betas = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
+mean_length = lambda p: (p * w.lengths).sum().item()
+curves = [
+    ("π* (sigmoid: summed)", "C3", "-", [mean_length(tb.optimal_policy(w.reward, w.ref, b)) for b in betas]),
+    ("sigmoid_norm (token-averaged)", "C3", "--", [tb.atlas.entry(LOSS["sigmoid_norm"], w, b).mean_length for b in betas]),
+    ("π_IPO (the paper's IPO: summed)", "C2", "-", [mean_length(tb.psi_optimal_policy(w.pref, w.mu, w.ref, b)) for b in betas]),
+    ("ipo (TRL: token-averaged)", "C2", "--", [tb.atlas.entry(LOSS["ipo"], w, b).mean_length for b in betas]),
+]
+fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+y = torch.arange(len(w.responses))
+a.bar(y - 0.27, w.ref, 0.27, color="k", label="π_ref")
+a.bar(y, tb.optimal_policy(w.reward, w.ref, beta), 0.27, color="C3", label="π* (sigmoid)")
+a.bar(y + 0.27, by["sigmoid_norm", "token_tree"].policy, 0.27, color="C0", label="sigmoid_norm")
+a.set_xticks(y, [f"{s}\\n|y| = {n:.0f}\\nr = {r:g}" for s, n, r in zip(w.responses, w.lengths.tolist(), w.reward.tolist())], fontsize=7)
+a.set(ylabel="π̂(y)", title="the token-tree world, β = 0.5"); a.legend(fontsize=7)
+for name, colour, style, v in curves:
+    b.semilogx(betas, v, marker="o", ms=3, color=colour, ls=style, label=name)
+b.axhline(mean_length(w.ref), color="k", ls=":", label="π_ref")
+b.set(xlabel="β (= τ)", ylabel="E_π̂ |y| (tokens)", title="mean length of the minimiser"); b.legend(fontsize=7); fig.tight_layout()""",
+    ),
+    (
+        "md",
+        """**Which `loss_type`, then?** What these exact worlds say (β = τ = 0.5; `python -m toybandit.atlas`
+prints the whole table, and `--out DIR` writes it at three β with a β sweep):
+
+| your labels | the target | use | not |
+|---|---|---|---|
+| from a reward, clean | π* | `sigmoid` | `sigmoid_norm` when lengths differ; `hinge` |
+| from a reward, flipped at a known rate ε | π* | `robust` with `label_smoothing=ε` | `sigmoid` with `label_smoothing` (cDPO) |
+| (nearly) deterministic | a finite policy | `ipo` (its target is π_IPO, not π*) | any sigmoid-type loss (∅) |
+| intransitive | the maximal lottery | none of the atlas's pairwise losses | — |
+
+The non-convex losses (\\*) end where descent from π_ref takes them, and the APO losses do not settle in
+any of the six worlds.""",
+    ),
+    (
+        "md",
+        """## Exercises
+
+**8.1** The noisy world: each label, drawn from P, is then flipped with probability ε. Write P_ε[i, j], the
+probability that the recorded label says y_i ≻ y_j. `pref` is [Y, Y] with pref[i, j] = P(y_i ≻ y_j),
+`eps` a float in [0, ½).""",
+    ),
+    (
+        "exercise",
+        "which_loss.noisy_preference",
+        '''def noisy_preference(pref, eps):
+    """P_ε[i, j]: the probability that a label, flipped with probability ε, says y_i ≻ y_j."""
+    raise NotImplementedError  # your code here''',
+    ),
+    (
+        "md",
+        """**8.2** rDPO's loss per pair: the ℓ̃ with (1 − ε)ℓ̃(h) + εℓ̃(−h) = ℓ(h) for every h, where
+ℓ(h) = −log σ(βh) and h = q(y_w) − q(y_l). (Write the same equation at −h and solve the two for ℓ̃(h).)
+This is TRL's `loss_type="robust"` with `label_smoothing=eps`; the inputs are [n] tensors.""",
+    ),
+    (
+        "exercise",
+        "which_loss.robust",
+        '''def robust_loss(chosen_logratios, rejected_logratios, beta, eps):
+    """ℓ̃(h), whose expectation over labels flipped with probability ε is ℓ(h) = −log σ(βh)."""
+    raise NotImplementedError  # your code here''',
+    ),
+    (
+        "md",
+        """**8.3** The minimiser of TRL's `sigmoid_norm` on Bradley–Terry labels with μ of full support:
+log π̂(y) = log π_ref(y) + |y|·(r(y)/β + c). Find c — Σ_y π_ref(y) e^{|y|(r(y)/β + c)} increases with c
+and equals 1 somewhere in [−max r/β, −min r/β], so `scipy.optimize.brentq` finds it — and return π̂,
+shape [Y]. `lengths` are the token counts |y| ≥ 1 as float64. The checker's exact answer is the
+minimiser of the population loss itself, found by `tb.minimise_loss`: another route.""",
+    ),
+    (
+        "exercise",
+        "which_loss.length_normalised",
+        '''def length_normalised_optimum(reward, ref, lengths, beta):
+    """π̂(y) = π_ref(y) exp(|y|·(r(y)/β + c)), with c such that π̂ sums to 1."""
+    raise NotImplementedError  # your code here''',
+    ),
+    (
+        "md",
+        """**8.4** (no checker) Show that rDPO is DPO minus a linear term, ℓ̃(h) = ℓ(h) − ε/(1 − 2ε)·βh, and hence
+convex like `sigmoid`. What does that term do when `label_smoothing` exceeds the true ε (the right end of
+the sweep above)? This is the last notebook of the course.""",
     ),
 ]
 
@@ -782,6 +1022,7 @@ NOTEBOOKS = {
     "05_soft_bellman": SOFT_BELLMAN,
     "06_language_model_as_q_function": Q_FUNCTION,
     "07_credit_and_search": CREDIT,
+    "08_which_loss": WHICH_LOSS,
 }
 
 

@@ -41,6 +41,7 @@ def test_the_course():
         "05_soft_bellman",
         "06_language_model_as_q_function",
         "07_credit_and_search",
+        "08_which_loss",
     ]
     assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == NAMES  # no stale notebook left
 
