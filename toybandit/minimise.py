@@ -60,8 +60,8 @@ __all__ = ["LossMinimum", "minimise_loss"]
 _SATURATED = 600.0
 # The longest step, in nats of any log π: the saddle-free step of a bounded loss near an inflection
 # (apo_zero at π_ref) is nearly unbounded and would land on a saturated plateau (a saddle at
-# infinity, not the infimum); descent as training does moves step by step. e^{−64} ≈ 1.6e-28.
-_MAX_STEP = 64.0
+# infinity, not the infimum); descent as training does moves step by step.
+_MAX_STEP = 8.0
 # A stall with some log π/π_ref below −30 (π/π_ref < 1e-13) is in a tail, not at a kink.
 _DEEP = 30.0
 
@@ -262,10 +262,21 @@ def minimise_loss(
         step = _newton_step(grad, hess, support)
         slope = (grad * step).sum().item()
         newton = slope < 0
-        # stationary to rounding, unless Newton still sees a step: on an exponential tail the
-        # gradient underflows the scale of L while the step stays ~1/β long
-        if grad.abs().max() <= 1e-13 * scale and not (newton and step.abs().max() > 1e-6):
+        # stationary to rounding, unless Newton still sees a step: deep in a tail the gradient
+        # is below the scale of L while the step is not small (checked after the loop)
+        if grad.abs().max() <= 1e-13 * scale and not (newton and step.abs().max() > tolerance):
             converged = True
+            break
+        if grad.abs().max() <= 1e-13 * scale and step.abs().max() > 1e-3:
+            # a tail: Newton still takes long steps towards the boundary (apo_zero once the
+            # responses that stay have settled, before six equal steps were seen); confirm it as
+            # an escape. (A smaller step with a tiny gradient is a flat minimiser: take it.)
+            clean = torch.where(step.abs() > 1e-9 * step.abs().max(), step, 0.0)
+            if _confirm_escape(slope_along, theta, clean):
+                history.append(clean)
+                escaped = True
+            else:
+                stalled = True
             break
         if not newton:
             step, slope = -grad, -(grad * grad).sum().item()
@@ -303,7 +314,23 @@ def minimise_loss(
             if escaped:
                 break
 
-    planes = None
+    underflow = False
+    if (converged or stalled) and not escaped:
+        cancels = _cancels(per_pair, weights, theta)
+        if cancels is False:
+            # "stationary" (or stalled) only because the gradient and the changes of L are
+            # below their rounding: every pair's gradient still points the same way (a tail
+            # such as e^{−e^x}, on which Newton's steps shrink); no minimum if L falls on
+            underflow = _confirm_falling(slope_along, theta, theta - log_ref, support)
+        elif cancels is None:
+            # every pair exactly flat: a genuine flat minimum, or every loss underflowed
+            underflow = _underflowed(per_pair, log_ref, theta)
+        if underflow:
+            escaped = True
+            history.append(theta - log_ref)
+            converged, stalled = True, False
+
+    planes, unique = None, None
     deep = bool((theta - log_ref)[support].min() < -_DEEP)
     if stalled and not deep:
         # a kink of a non-smooth loss (hinge): Newton's model is useless there; for a convex
@@ -315,17 +342,9 @@ def minimise_loss(
             theta, gap = planes
             theta = _gauge(theta, support)
             converged = True
-
-    underflow, unique = False, None
-    if converged and planes is None and not escaped:
+    elif converged and not escaped:
         unique = _nonsingular(_derivatives(objective, theta)[1], support)
-        if not _cancels(per_pair, weights, theta):
-            # flat, and "stationary" only because the gradient is below the rounding of L's
-            # scale: every pair's gradient still points the same way (a tail such as e^{−e^x},
-            # which Newton's shrinking steps never escape); no minimum if L keeps falling on
-            underflow = escaped = _confirm_falling(slope_along, theta, theta - log_ref, support)
-            if underflow:
-                history.append(theta - log_ref)
+
     with torch.no_grad():
         log_pi = torch.log_softmax(torch.where(support, theta, neg_inf), dim=-1)
         value = objective(theta.reshape(-1)).item()
@@ -334,9 +353,9 @@ def minimise_loss(
         vanishing = rates < -1e-6
         names = [tuple(i.tolist()) if not single else int(i[1]) for i in vanishing.nonzero()]
         verdict = (
-            f"no finite minimiser: L keeps falling as log π → −∞ for {names}, faster than "
-            "exponentially (every pair's gradient has the same sign where the total gradient "
-            "is below float64's resolution of L)"
+            f"no finite minimiser: L keeps falling as log π → −∞ for {names}, by amounts below "
+            "float64's resolution of L (every pair's gradient has the same sign; the slope "
+            "along the way travelled stays negative)"
         )
         result = LossMinimum(
             log_pi.exp(), value, False, True, it, vanishing, rates, math.nan, verdict
@@ -346,9 +365,16 @@ def minimise_loss(
         rates, loss_rate = _escape_rates(slope_along, theta, d, support)
         vanishing = rates < -1e-6
         names = [tuple(i.tolist()) if not single else int(i[1]) for i in vanishing.nonzero()]
+        tail = (
+            f"L − inf L ∝ e^(−{loss_rate:.4g} s)"
+            if loss_rate > 0
+            else "L falls without bound or more slowly than any e^(−κs)"
+            if loss_rate == 0
+            else "the rate of L's approach is not measurable"
+        )
         verdict = (
             f"no finite minimiser: L keeps falling as log π → −∞ for {names}; "
-            f"L − inf L ∝ e^(−{loss_rate:.4g} s) while the fastest log π falls like −s"
+            f"{tail} while the fastest log π falls like −s"
         )
         result = LossMinimum(
             log_pi.exp(), value, False, True, it, vanishing, rates, loss_rate, verdict
@@ -504,14 +530,37 @@ def _check_loss(per_pair: Callable[[Tensor], Tensor], theta: Tensor, n: int) -> 
 
 def _cancels(
     per_pair: Callable[[Tensor], Tensor], weights: Tensor, theta: Tensor, ratio: float = 1e-6
-) -> bool:
+) -> bool | None:
     """At a stationary point the pairs' gradients cancel: ‖Σ_k w_k ∇ℓ_k‖ ≤ ratio · Σ_k w_k ‖∇ℓ_k‖
-    (at a minimiser reached to 1e-12 in π the left side is ~1e-12 of the right). Pairs that are
-    all exactly flat (a piecewise-linear loss past every kink) count as cancelling."""
+    (at a minimiser reached to 1e-12 in π the left side is ~1e-12 of the right). None when every
+    pair is exactly flat (a piecewise-linear loss past every kink, or a loss underflowed to its
+    asymptote: :func:`_underflowed` tells them apart)."""
     jac = torch.autograd.functional.jacobian(per_pair, theta.detach()).reshape(weights.numel(), -1)
     total = (weights @ jac).norm()
     terms = (weights * jac.norm(dim=-1)).sum()
-    return bool(total <= ratio * terms) or terms.item() == 0.0
+    if terms.item() == 0.0:
+        return None
+    return bool(total <= ratio * terms)
+
+
+def _underflowed(per_pair: Callable[[Tensor], Tensor], start: Tensor, end: Tensor) -> bool:
+    """Every pair is exactly flat at ``end``: was that reached by a kink (hinge: the slopes
+    jump from ~βw to 0) or by a smooth tail running below float64 (e^{−e^x}: the slopes pass
+    through the subnormals)? Bisect the way travelled for the last point where some pair's slope
+    (forward mode, along the way) is non-zero; an underflow leaves it below 1e-250 there."""
+    d = (end - start).detach()
+
+    def slope(s: float) -> float:
+        _, tangent = torch.func.jvp(per_pair, ((start + s * d).detach(),), (d,))
+        return tangent.abs().max().item()
+
+    if not slope(0.0) > 0:
+        return False
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if slope(mid) > 0 else (lo, mid)
+    return slope(lo) < 1e-250
 
 
 def _derivatives(objective: Callable[[Tensor], Tensor], theta: Tensor) -> tuple[Tensor, Tensor]:
@@ -566,7 +615,9 @@ def _gauge(theta: Tensor, support: Tensor) -> Tensor:
 
 
 def _escaping(history: list[Tensor], window: int = 6) -> bool:
-    """Newton on a loss with no minimiser takes steps of constant length in one direction."""
+    """Newton on a loss with no minimiser takes steps of constant length in one direction, once
+    the responses that stay have settled (their part of the step, below 1e-3 of its largest
+    component, is at rounding: the iterate then lies on the infimum's face)."""
     if len(history) < window:
         return False
     steps = history[-window:]
@@ -574,7 +625,10 @@ def _escaping(history: list[Tensor], window: int = 6) -> bool:
         na, nb = a.norm(), b.norm()
         if nb < 0.5 * na or (a * b).sum() < 0.99 * na * nb:
             return False
-    return bool(steps[-1].abs().max() > 1e-3)
+    last = steps[-1].abs()
+    top = last.max()
+    settled = bool(last[last <= 1e-3 * top].max() <= 1e-12) if (last <= 1e-3 * top).any() else True
+    return bool(top > 1e-3) and settled
 
 
 def _unit_ray(direction: Tensor, support: Tensor) -> Tensor:
@@ -624,16 +678,16 @@ def _escape_rates(slope_along, theta: Tensor, step: Tensor, support: Tensor) -> 
     dL/ds = −κ b e^{−κs} for L = a + b e^{−κs}, δ the step's length in s."""
     d, rates = _unit_ray(step, support)
     delta = (step.norm() / d.norm()).item()  # the step is δ unit-ray lengths
-    # 8m steps on, with m steps moving the exponent by ≥ 1: the tail's next-order term (e^{−2βh}
-    # against e^{−βh}) has died down by e^{−8}. A Newton step moves it by ~1 (m = 1) unless the
-    # step was capped at _MAX_STEP (small β), where a first estimate of κ sets m.
+    # 9m steps on, with m steps moving the exponent by ≥ 1: the tail's next-order term (e^{−2βh}
+    # against e^{−βh}) has died down by e^{−9}. A Newton step moves it by ~1 (m = 1) unless the
+    # step was capped at _MAX_STEP (small β), where a first estimate of κ sets m (≥ 2 per m).
     m, kappa = 1, math.nan
     for _ in range(3):
         slopes = [-slope_along(theta + j * m * step, step) for j in (9, 10)]
         if slopes[0] <= 0 or slopes[1] <= 0:
             return rates, kappa
         kappa = max(0.0, math.log(slopes[0] / slopes[1]) / (m * delta))
-        if kappa * m * delta >= 1 or kappa * delta < 1e-3:  # done, or no exponential tail
+        if kappa * m * delta >= 2 or kappa * delta < 1e-3:  # done, or no exponential tail
             break
-        m = math.ceil(1 / (kappa * delta))
+        m = math.ceil(2 / (kappa * delta))
     return rates, kappa

@@ -379,16 +379,20 @@ def orpo(chosen_logps, rejected_logps, beta) -> Tensor:
     adds the NLL of the chosen sequence. TRL's ``ORPOTrainer``: its ``odds_ratio_loss`` returns
     β log σ(·), which the trainer subtracts, and it passes per-token average log-probs.
 
+    log π̄ = 0 (π̄ rounds to 1, as log-softmax returns for a response with 1 − π < 1e-16) has
+    infinite odds: the loss is 0 for such a chosen response and +inf for such a rejected one; a
+    pair of identical inputs has log odds ratio 0.
+
     Args:
-        chosen_logps: log π̄(y) < 0, per-token average log-probs.
+        chosen_logps: log π̄(y) ≤ 0, per-token average log-probs.
         rejected_logps: as ``chosen_logps``, for the rejected response.
     """
     chosen, rejected = _pair(chosen_logps, rejected_logps)
     beta = _beta(beta)
-    if (chosen >= 0).any() or (rejected >= 0).any():
-        raise ValueError("orpo needs log-probabilities < 0 (odds π/(1 − π) are infinite at π = 1)")
+    if (chosen > 0).any() or (rejected > 0).any():
+        raise ValueError("orpo needs log-probabilities ≤ 0, got a positive one")
     log_odds = (chosen - rejected) - (_log1mexp(chosen) - _log1mexp(rejected))
-    return -beta * F.logsigmoid(log_odds)
+    return -beta * F.logsigmoid(torch.where(chosen == rejected, 0.0, log_odds))
 
 
 class PairLoss(NamedTuple):

@@ -376,7 +376,8 @@ def test_bounded_loss_escape_lands_on_the_infimum_not_a_plateau():
     p = brentq(slope, 0.01, 0.99, xtol=1e-15)
     assert minimize_scalar(face, bounds=(0.01, 0.99), method="bounded").fun >= face(p) - 1e-15
     assert abs(got.policy[0].item() - p) < 1e-12
-    assert got.value <= face(p) + 1e-15
+    # the last iterate is on the way out: above the infimum by the remaining tail, e^{−βs}
+    assert -1e-15 <= got.value - face(p) < 1e-12
     assert got.loss_rate == pytest.approx(0.5, rel=1e-6)  # σ(βq) → e^{βq}
 
 
@@ -395,7 +396,7 @@ def test_doubly_exponential_escape_is_not_called_a_minimiser():
     got = minimise_loss(forward_kl, tb.population_pairs(pref, mu), ref)
     assert not got.finite and got.converged
     assert got.vanishing.tolist() == [False, True, True, True]
-    assert "faster than exponentially" in got.verdict
+    assert "below float64's resolution" in got.verdict
     bt = tb.bradley_terry(torch.tensor([1.0, 0.3, -0.5, 0.0], dtype=F64))
     twin = minimise_loss(forward_kl, tb.population_pairs(bt, mu), ref)
     assert twin.finite and twin.converged and twin.unique
@@ -404,7 +405,8 @@ def test_doubly_exponential_escape_is_not_called_a_minimiser():
 def test_a_stall_deep_in_a_tail_is_not_certified():
     """apo_down with μ ≠ π_ref drives π towards a vertex, where the bounded loss is flat to
     rounding; Newton stalls there and cutting planes would report "gap 0" on the plateau. The
-    verdict must say not certified, never "finite minimiser at a kink"."""
+    verdict must be an escape (confirmed by the slope along the way travelled) or not
+    certified, never "finite minimiser at a kink"."""
     reward = torch.tensor([1.0, 0.3, -0.5, 0.0], dtype=F64)
     mu = torch.tensor([0.05, 0.15, 0.3, 0.5], dtype=F64)
     ref = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
@@ -413,5 +415,5 @@ def test_a_stall_deep_in_a_tail_is_not_certified():
         tb.population_pairs(tb.bradley_terry(reward), mu),
         ref,
     )
-    assert not got.converged and "deep in a tail" in got.verdict
+    assert not (got.finite and got.converged) and "kink" not in got.verdict
     assert (got.policy / ref).log().min() < -30

@@ -8,6 +8,8 @@ Each family has a negative twin, a plausible mis-implementation that TRL's value
 
 import functools
 
+import math
+
 import pytest
 import torch
 
@@ -338,8 +340,11 @@ def test_bad_inputs():
         losses.kto(torch.zeros(2, 2), z, 0.0, 0.1)
     with pytest.raises(ValueError, match="kl must be finite"):
         losses.kto(z, z, float("nan"), 0.1)
-    with pytest.raises(ValueError, match="orpo needs log-probabilities < 0"):
-        losses.orpo(torch.tensor([0.0]), torch.tensor([-1.0]), 0.1)
+    with pytest.raises(ValueError, match="orpo needs log-probabilities ≤ 0"):
+        losses.orpo(torch.tensor([1e-12]), torch.tensor([-1.0]), 0.1)
+    # π rounding to 1 (log π = 0): infinite odds, a finite answer, never NaN
+    edge = losses.orpo(torch.tensor([0.0, -1.0, 0.0]), torch.tensor([-1.0, 0.0, 0.0]), 0.1)
+    assert edge[0] == 0 and edge[1] == math.inf and edge[2] == pytest.approx(0.1 * math.log(2))
     with pytest.raises(ValueError, match="loss_weights must have one weight per loss"):
         losses.mix([z, z], [1.0])
     with pytest.raises(ValueError, match="aot_unpaired sorts over a batch"):
