@@ -673,7 +673,9 @@ def _confirm_falling(slope_along, theta: Tensor, travelled: Tensor, support: Ten
     return True
 
 
-def _escape_rates(slope_along, theta: Tensor, step: Tensor, support: Tensor) -> tuple[Tensor, float]:
+def _escape_rates(
+    slope_along, theta: Tensor, step: Tensor, support: Tensor
+) -> tuple[Tensor, float]:
     """Rates of log π along the unit ray, and κ from the slopes dL/ds one step apart:
     dL/ds = −κ b e^{−κs} for L = a + b e^{−κs}, δ the step's length in s."""
     d, rates = _unit_ray(step, support)

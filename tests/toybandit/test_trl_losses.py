@@ -7,7 +7,6 @@ Each family has a negative twin, a plausible mis-implementation that TRL's value
 """
 
 import functools
-
 import math
 
 import pytest
