@@ -323,8 +323,11 @@ def minimise_loss(
             # such as e^{−e^x}, on which Newton's steps shrink); no minimum if L falls on
             underflow = _confirm_falling(slope_along, theta, theta - log_ref, support)
         elif cancels is None:
-            # every pair exactly flat: a genuine flat minimum, or every loss underflowed
-            underflow = _underflowed(per_pair, log_ref, theta)
+            # every pair's gradient exactly 0 (reverse mode): a genuine flat minimum, or every
+            # loss underflowed; forward-mode slopes still see a fall of 1e-209, else bisect
+            underflow = _confirm_falling(
+                slope_along, theta, theta - log_ref, support
+            ) or _underflowed(per_pair, log_ref, theta)
         if underflow:
             escaped = True
             history.append(theta - log_ref)
@@ -364,6 +367,13 @@ def minimise_loss(
         d = history[-1]
         rates, loss_rate = _escape_rates(slope_along, theta, d, support)
         vanishing = rates < -1e-6
+        top = torch.where(support, log_pi, -math.inf).argmax(dim=-1, keepdim=True)
+        if vanishing.gather(-1, top).any():
+            # the most likely response cannot be the one that vanishes: Newton's last step left
+            # a response whose pairs underflowed exactly (zero gradient) where it was; read the
+            # rates off the whole way travelled instead
+            rates = _unit_ray(theta - log_ref, support)[1]
+            vanishing = rates < -1e-6
         names = [tuple(i.tolist()) if not single else int(i[1]) for i in vanishing.nonzero()]
         tail = (
             f"L − inf L ∝ e^(−{loss_rate:.4g} s)"

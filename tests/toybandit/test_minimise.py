@@ -417,3 +417,18 @@ def test_a_stall_deep_in_a_tail_is_not_certified():
     )
     assert not (got.finite and got.converged) and "kink" not in got.verdict
     assert (got.policy / ref).log().min() < -30
+
+
+def test_underflow_is_told_from_a_flat_minimum():
+    """Every pair exactly flat at the end of the way travelled: e^{−e^{50h}} got there through the
+    subnormals (an underflow, no minimum), hinge through a kink (a flat set of minima)."""
+    from toybandit.minimise import _underflowed
+
+    start = torch.zeros(1, 2, dtype=F64)
+    end = torch.tensor([[30.0, -30.0]], dtype=F64)
+
+    def pairs(loss):
+        return lambda theta: loss(theta[0, :1] - theta[0, 1:])
+
+    assert _underflowed(pairs(lambda h: torch.exp(-torch.exp(50 * h))), start, end)
+    assert not _underflowed(pairs(lambda h: torch.relu(1 - h)), start, end)

@@ -360,12 +360,18 @@ def atlas(
     losses: Sequence[Loss] = LOSSES,
     panel: Sequence[World] | None = None,
 ) -> list[Entry]:
-    """Every loss on every world at ``beta``, losses outer, worlds inner."""
+    """Every loss on every world at ``beta``, losses outer, worlds inner (run with one torch
+    thread, restored after)."""
     beta = float(beta)
     if not (math.isfinite(beta) and beta > 0):
         raise ValueError(f"beta must be positive and finite, got {beta!r}")
     panel = worlds() if panel is None else list(panel)
-    return [entry(loss, world, beta) for loss in losses for world in panel]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # hundreds of tiny ops: on a busy machine threads cost 10×
+    try:
+        return [entry(loss, world, beta) for loss in losses for world in panel]
+    finally:
+        torch.set_num_threads(threads)
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -387,7 +393,7 @@ def _cell(e: Entry, kl: float) -> str:
     if not e.converged:
         return "not certified"
     if not e.finite:
-        return "∅"
+        return "∅" + ("*" if e.local else "")
     mark = "≈" if e.unique is False else ("†" if e.unique is None else "")
     return _num(kl) + mark + ("*" if e.local else "")
 
@@ -407,7 +413,11 @@ COLUMNS = (
     ("deterministic", "deterministic KL(π̂‖π_IPO)", lambda e: _cell(e, e.kl_to_ipo)),
     ("intransitive", "intransitive KL(ML‖π̂)", lambda e: _cell(e, e.kl_to_lottery)),
     ("token_tree", "token tree KL(π̂‖π*)", lambda e: _cell(e, e.kl_to_optimum)),
-    ("token_tree", "E_π̂|y| (π*: {optimum})", lambda e: _num(e.mean_length)),
+    (
+        "token_tree",
+        "E_π̂|y| (π*: {optimum})",
+        lambda e: _num(e.mean_length) if e.finite and e.converged else "—",
+    ),
 )
 
 
@@ -534,9 +544,6 @@ def figure(entries: Sequence[Entry], sweep: Sequence[Entry] | None = None):
     """The atlas's figure: a heat map of each loss's distance to each world's target (log scale,
     ∅ for no finite minimiser), and, given ``sweep`` (the bradley_terry world over β), KL(π̂‖π*)
     against β per loss. Returns the matplotlib figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -605,10 +612,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (math.isfinite(args.beta) and args.beta > 0):
         parser.error(f"--beta must be positive and finite, got {args.beta}")
-    torch.set_num_threads(1)  # many tiny ops: threads only add overhead
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only (a notebook calling figure() keeps its own backend)
     start = time.perf_counter()
     entries = atlas(args.beta)
-    print(markdown(entries) if args.markdown else text(entries))
+    print(markdown(entries) if args.markdown else text(entries), end="" if args.markdown else "\n")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         rows = [e for b in CSV_BETAS for e in (entries if b == args.beta else atlas(b))]
