@@ -11,7 +11,7 @@ that every injected fault is caught (:mod:`proofs_check.faults`).
 
 from importlib.util import find_spec
 
-from . import diffusion, nguyen2025, rafailov2024, symbolic  # noqa: F401  (register claims)
+from . import diffusion, loss_papers, nguyen2025, rafailov2024, symbolic  # noqa: F401  (register claims)
 
 if find_spec("transformers") is not None:  # the `lm` extra: the same claims on a real LM's tree
     from . import lm_claims, lm_reference  # noqa: F401

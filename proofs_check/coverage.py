@@ -25,6 +25,19 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 }
 """Every numbered equation, lemma, definition and theorem of each source."""
 
+LOSS_PAPERS: tuple[str, ...] = (
+    "Rafailov et al. 2023",
+    "Azar et al. 2023",
+    "Chowdhury et al. 2024",
+    "Wang et al. 2024",
+    "Xu et al. 2024",
+    "Meng et al. 2024",
+    "Hong et al. 2024",
+    "D'Oosterlinck et al. 2024",
+)
+"""The papers of TRL's loss types whose stated targets are claims (:mod:`proofs_check.loss_papers`):
+each loss's own claim, checked at its exact population optimum."""
+
 
 def claims_for(source: str, ref: str) -> list[str]:
     """Ids of the claims of ``source`` that list ``ref``."""
@@ -51,6 +64,18 @@ def coverage_markdown() -> str:
             asserted = ", ".join(f"{k} ×{n}" if n > 1 else k for k, n in sorted(outcomes.items()))
             cells = ", ".join(f"`{i}`" for i in ids) or "—"
             lines.append(f"| {ref} | {cells} | {asserted or 'not covered'} |")
+        lines.append("")
+    papers = [(src, c) for src in LOSS_PAPERS for c in REGISTRY.values() if c.source == src]
+    if papers:
+        lines += [
+            "**The loss papers** (the loss atlas's claims)",
+            "",
+            "| source | item | claim | asserted |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {src} | {'; '.join(c.refs)} | `{c.id}` | {c.expected.value} |" for src, c in papers
+        ]
         lines.append("")
     lines += [
         "**Each claim: its kind and what it is checked against**",

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .registry import Claim, run_claim, select
 
@@ -179,8 +180,36 @@ def _lm_no_mask(original):
     return forward
 
 
+def _robust_smoothing_sign(original):
+    """rDPO with the ε term's sign flipped: conservative DPO's loss, rescaled by 1/(1 − 2ε)."""
+
+    def robust(chosen, rejected, beta, label_smoothing=0.0):
+        x = beta * (chosen - rejected)
+        eps = label_smoothing
+        return (-(1 - eps) * F.logsigmoid(x) - eps * F.logsigmoid(-x)) / (1 - 2 * eps)
+
+    return robust
+
+
+def _orpo_on_log_probs(original):
+    """ORPO's odds ratio replaced by the ratio of probabilities (log1mexp dropped)."""
+
+    def orpo(chosen, rejected, beta):
+        return -beta * F.logsigmoid(chosen - rejected)
+
+    return orpo
+
+
+def _apo_zero_rejected_sign(original):
+    def apo_zero(chosen, rejected, beta):
+        return 1 - torch.sigmoid(beta * chosen) - torch.sigmoid(beta * rejected)
+
+    return apo_zero
+
+
 TREE = ("tree", "layered")
 BANDIT = ("bandit",)
+ATLAS = ("atlas",)
 
 FAULTS: tuple[Fault, ...] = (
     # -- tokenmdp: the soft solver and its inverse
@@ -260,6 +289,26 @@ FAULTS: tuple[Fault, ...] = (
           "eq. (11) evaluated with the printed target c − 1", BANDIT),
     Fault("toybandit.objectives.ipo-target-one", "toybandit.objectives", "ipo_objective",
           _ipo_objective_target_one, "eq. (12) regressing on 1 instead of ½", BANDIT),
+    # -- the loss papers' claims (the atlas)
+    Fault("toybandit.losses.robust-smoothing-sign", "toybandit.losses", "robust",
+          _robust_smoothing_sign, "rDPO with the sign of its ε term flipped", ATLAS),
+    Fault("toybandit.losses.f-scores-doubled", "toybandit.losses", "f_divergence_scores",
+          _wrap(lambda f, q, kind="reverse_kl", alpha=0.5:
+                f(q, kind, alpha) * (1 if kind == "reverse_kl" else 2)),
+          "f-divergence scores doubled (β twice as large in f-DPO)", ATLAS),
+    Fault("toybandit.losses.sigmoid-norm-summed", "toybandit.more_losses", "sigmoid_norm",
+          _wrap(lambda f, c, r, nc, nr, beta: f(c, r, 1.0 + 0 * nc, 1.0 + 0 * nr, beta)),
+          "sigmoid_norm on summed log-ratios (lengths ignored)", ATLAS),
+    Fault("toybandit.losses.orpo-probability-ratio", "toybandit.more_losses", "orpo",
+          _orpo_on_log_probs, "ORPO on log π_w − log π_l instead of the log odds ratio", ATLAS),
+    Fault("toybandit.losses.apo-zero-rejected-sign", "toybandit.losses", "apo_zero",
+          _apo_zero_rejected_sign, "APO-zero rewarding the rejected response's likelihood",
+          ATLAS),
+    Fault("toybandit.minimise.no-escape", "toybandit.minimise", "_confirm_escape",
+          lambda f: lambda *a, **k: False, "minimise_loss never confirms an escape", ATLAS),
+    Fault("toybandit.minimise.underflow-is-a-minimum", "toybandit.minimise", "_confirm_falling",
+          lambda f: lambda *a, **k: False,
+          "minimise_loss takes a loss underflowed to its asymptote for a minimum", ATLAS),
     # -- tokenmdp.lm
     Fault("tokenmdp.lm.shifted-logprobs", "tokenmdp.lm.scoring", "token_logprobs", _lm_shift,
           "LM log-probs shifted by one token", ("lm",)),

@@ -602,7 +602,9 @@ ROWS = [
     (
         "minimise_tree_loss",
         lambda x: tm.minimise_tree_loss(
-            x, lambda c, r: tb.losses.dpo(c, r, 1.0), tm.population_trajectory_pairs(TREE, TREE_REWARD)
+            x,
+            lambda c, r: tb.losses.dpo(c, r, 1.0),
+            tm.population_trajectory_pairs(TREE, TREE_REWARD),
         ),
         TREE.log_ref,
         "tree must be a tokenmdp.TokenTree",

@@ -13,7 +13,7 @@ import proofs_check as pc
 import tokenmdp
 import toybandit
 from proofs_check.cli import main, run
-from proofs_check.coverage import REQUIRED, coverage_markdown, uncovered
+from proofs_check.coverage import LOSS_PAPERS, REQUIRED, coverage_markdown, uncovered
 from proofs_check.registry import Claim, Outcome, register
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -111,8 +111,11 @@ def test_registry_contract():
     with pytest.raises(ValueError, match="registered twice"):
         register(pc.REGISTRY["nguyen2025.eq1.optimum"])
     for claim in pc.REGISTRY.values():
-        assert re.fullmatch(r"(nguyen2025|rafailov2024)\.[\w.-]+", claim.id)
-        assert claim.source in REQUIRED and claim.statement and claim.why and claim.refs
+        assert re.fullmatch(r"[a-z]+20\d\d\.[\w.-]+", claim.id)
+        assert claim.source in (*REQUIRED, *LOSS_PAPERS)
+        assert claim.statement and claim.why and claim.refs
+        author = claim.source.split()[0].lower().replace("'", "")
+        assert claim.id.startswith(author + claim.source[-4:]), (claim.id, claim.source)
         if claim.expected is Outcome.ERRATUM:
             assert pc.REGISTRY[claim.corrected].expected is Outcome.HOLDS
     errata = {c.id for c in pc.REGISTRY.values() if c.expected is Outcome.ERRATUM}

@@ -43,6 +43,13 @@ CAUGHT_BY = {
     "toybandit.losses.dpo-swapped": "rafailov2024.eq9.token-dpo",
     "toybandit.objectives.label-target-printed": "nguyen2025.eq11.corrected",
     "toybandit.objectives.ipo-target-one": "nguyen2025.eq12.symmetrised",
+    "toybandit.losses.robust-smoothing-sign": "chowdhury2024.rdpo.unbiased",
+    "toybandit.losses.f-scores-doubled": "wang2024.fdpo.optimum",
+    "toybandit.losses.sigmoid-norm-summed": "rafailov2023.dpo.token-averaged",
+    "toybandit.losses.orpo-probability-ratio": "hong2024.orpo.odds-ratio",
+    "toybandit.losses.apo-zero-rejected-sign": "doosterlinck2024.apo-zero.no-minimiser",
+    "toybandit.minimise.no-escape": "doosterlinck2024.apo-zero.no-minimiser",
+    "toybandit.minimise.underflow-is-a-minimum": "wang2024.fdpo.deterministic",
     "tokenmdp.lm.shifted-logprobs": "rafailov2024.lm.token-logprobs",
     "tokenmdp.lm.mask-ignored": "rafailov2024.lm.token-logprobs",
 }

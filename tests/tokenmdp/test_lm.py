@@ -423,7 +423,9 @@ def test_a_model_in_train_mode_scores_deterministically_and_keeps_its_modes():
     x = ids()
     a, b = lm.token_logprobs(model, x), lm.token_logprobs(model, x)
     assert torch.equal(a, b)
-    assert model.training and not model.transformer.h[0].training and model.transformer.h[1].training
+    assert (
+        model.training and not model.transformer.h[0].training and model.transformer.h[1].training
+    )
     torch.testing.assert_close(a, naive_logprobs(model.eval(), x), atol=1e-12, rtol=0)
 
 

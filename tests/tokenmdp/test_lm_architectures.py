@@ -30,8 +30,13 @@ POST_HEAD = {
     "granite": {"logits_scaling": 0.25},
     "granitemoe": {"logits_scaling": 0.25, "num_local_experts": 2, "num_experts_per_tok": 1},
     "falcon_h1": {
-        "lm_head_multiplier": 3.0, "mamba_d_state": 8, "mamba_n_heads": 2, "mamba_d_head": 8,
-        "mamba_chunk_size": 16, "mamba_expand": 1, "mamba_d_ssm": 16,
+        "lm_head_multiplier": 3.0,
+        "mamba_d_state": 8,
+        "mamba_n_heads": 2,
+        "mamba_d_head": 8,
+        "mamba_chunk_size": 16,
+        "mamba_expand": 1,
+        "mamba_d_ssm": 16,
     },  # fmt: skip (small mamba layers: the reference scan is slow at default sizes)
 }
 
@@ -62,8 +67,9 @@ def own_logprobs(model, row):
 def padded(lengths, width, seed=0):
     g = torch.Generator().manual_seed(seed)
     rows = [torch.randint(2, VOCAB, (n,), generator=g) for n in lengths]
-    left, right = torch.zeros(len(rows), width, dtype=torch.long), torch.zeros(
-        len(rows), width, dtype=torch.long
+    left, right = (
+        torch.zeros(len(rows), width, dtype=torch.long),
+        torch.zeros(len(rows), width, dtype=torch.long),
     )
     left_mask, right_mask = torch.zeros_like(left), torch.zeros_like(right)
     for i, r in enumerate(rows):
@@ -133,7 +139,10 @@ def test_a_head_that_is_not_lm_head_of_hidden_takes_the_safe_path(monkeypatch):
 
 
 def test_the_verdict_is_per_instance_and_follows_the_dtype():
-    plain, scaled = build("llama"), ScaledLlama(transformers.AutoConfig.for_model("llama", **COMMON))
+    plain, scaled = (
+        build("llama"),
+        ScaledLlama(transformers.AutoConfig.for_model("llama", **COMMON)),
+    )
     assert lm.fast_path(plain) and not lm.fast_path(scaled.eval())
     plain.double()
     assert lm.fast_path(plain)
