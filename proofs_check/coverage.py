@@ -31,6 +31,7 @@ LOSS_PAPERS: tuple[str, ...] = (
     "Chowdhury et al. 2024",
     "Wang et al. 2024",
     "Xu et al. 2024",
+    "Zhao et al. 2023",
     "Meng et al. 2024",
     "Hong et al. 2024",
     "D'Oosterlinck et al. 2024",

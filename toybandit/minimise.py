@@ -13,10 +13,11 @@ constant per prompt, the gauge). Negative curvature (non-convex losses such as `
 handled by inverting |λ| (a saddle-free Newton step). Where a minimiser exists and the loss is
 smooth, the iteration converges quadratically, to ~1e-12 in π.
 
-Losses of the margin h = q_w − q_l alone (sigmoid, ipo, hinge, robust, exo_pair, discopop, and any
-convex ℓ(h)) are convex in θ, since h is linear in θ: their minimiser is global. Losses of q_w and
-q_l separately (nca_pair, bco_pair, sppo_hard, apo_zero, apo_down) or of log π need not be: the
-result is the minimiser reached from π_ref by descent, as training from π_ref would. Non-smooth
+Losses convex in the margin h = q_w − q_l (sigmoid, ipo, hinge, robust with ε < ½, any convex
+ℓ(h)) are convex in θ, since h is linear in θ: every local minimiser is global. Margin losses that
+are not convex in h (exo_pair, discopop: bounded, non-constant) and losses of q_w and q_l
+separately (nca_pair, bco_pair, sppo_hard, apo_zero, apo_down) or of log π need not be: the result
+is the minimiser reached from π_ref by descent, as training from π_ref would. Non-smooth
 losses (hinge) stall Newton at a kink; from there Kelley's cutting planes (scipy's HiGHS linear
 programmes on autograd subgradients) close the gap between the best value and the planes' lower
 bound, which bounds min L when L is convex (each new point is checked against every earlier cut,
@@ -30,7 +31,7 @@ d log π(y)/ds of each (the fastest is −1), and the exponential rate κ at whi
 infimum along the ray, L(s) − inf L ∝ e^{−κs} (κ = β for DPO on one deterministic pair,
 measured to 4e-8 relative for β from 0.01 to 500). The signs and rates along the ray come from
 forward-mode derivatives pair by pair, which keep a slope of e^{−100} that the rounding of L (or
-of a summed gradient) would lose. No step moves a log-probability by more than 64 nats: an
+of a summed gradient) would lose. No step moves a log-probability by more than 8 nats: an
 unbounded saddle-free step of a bounded loss would land on a saturated plateau, not the infimum.
 A loss whose tail is faster than exponential (f-DPO's forward KL: e^{−βe^{s}}) stalls Newton with
 a gradient below the rounding of L; there every pair's gradient still points the same way (no
@@ -236,6 +237,15 @@ def minimise_loss(
             raise ValueError("loss returned NaN during the minimisation (at finite log-ratios)")
         return d.sum().item()
 
+    def invisible(old: Tensor, new: Tensor) -> bool:
+        # the change of L is below its rounding error: what an underflow leaves to slopes alone
+        with torch.no_grad():
+            noise = 16 * eps * (weights * per_pair(old)).abs().sum().item()
+        try:
+            return abs(decrease(old, new)) <= noise
+        except ValueError:
+            return False
+
     def slope_along(at: Tensor, direction: Tensor) -> float:
         # dL/ds = Σ_k w_k dℓ_k/ds by forward-mode AD, pair by pair: a change of 1e-22 in a loss of
         # size 1 is lost to rounding in L(new) − L(old), and in a reverse-mode gradient it is
@@ -259,7 +269,8 @@ def minimise_loss(
         with torch.no_grad():
             losses_now = weights * per_pair(theta)
         scale = max(1.0, losses_now.sum().abs().item())
-        step = _newton_step(grad, hess, support)
+        # off the gauge: a constant per prompt moves nothing, but would count against the cap
+        step = _off_gauge(_newton_step(grad, hess, support), support)
         slope = (grad * step).sum().item()
         newton = slope < 0
         # stationary to rounding, unless Newton still sees a step: deep in a tail the gradient
@@ -267,19 +278,20 @@ def minimise_loss(
         if grad.abs().max() <= 1e-13 * scale and not (newton and step.abs().max() > tolerance):
             converged = True
             break
-        if grad.abs().max() <= 1e-13 * scale and step.abs().max() > 1e-3:
+        if grad.abs().max() <= 1e-13 * scale and step.abs().max() > 1e-3 and _settled(step):
             # a tail: Newton still takes long steps towards the boundary (apo_zero once the
             # responses that stay have settled, before six equal steps were seen); confirm it as
             # an escape. (A smaller step with a tiny gradient is a flat minimiser: take it.)
-            clean = torch.where(step.abs() > 1e-9 * step.abs().max(), step, 0.0)
-            if _confirm_escape(slope_along, theta, clean):
+            clean = _escape_direction(step, support)
+            if _confirm_escape(slope_along, theta, clean, support):
                 history.append(clean)
                 escaped = True
             else:
                 stalled = True
             break
         if not newton:
-            step, slope = -grad, -(grad * grad).sum().item()
+            step = _off_gauge(-grad, support)
+            slope = (grad * step).sum().item()
         # Below the rounding error of Σ w ℓ no line search can see a decrease; there the full
         # Newton step is trusted (local quadratic convergence), as it must be to reach 1e-12 in π.
         noise = 16 * eps * losses_now.abs().sum().item()
@@ -302,15 +314,14 @@ def minimise_loss(
             # e^q underflows next: the loss went flat at the boundary (bounded losses such as
             # apo_zero saturate in one long step); the escape is the whole way travelled
             history.append(theta - log_ref)
-            escaped = _confirm_escape(slope_along, theta, history[-1], strict=0)
+            escaped = _confirm_escape(slope_along, theta, history[-1], support, strict=0)
             break
         if _escaping(history):
             # the escaping coordinates only: Newton's rounding-level moves on the face (the
             # responses that stay) would swamp a slope of e^{−100}
-            last = history[-1]
-            last = torch.where(last.abs() > 1e-9 * last.abs().max(), last, 0.0)
+            last = _escape_direction(history[-1], support)
             history[-1] = last
-            escaped = _confirm_escape(slope_along, theta, last)
+            escaped = _confirm_escape(slope_along, theta, last, support)
             if escaped:
                 break
 
@@ -321,12 +332,12 @@ def minimise_loss(
             # "stationary" (or stalled) only because the gradient and the changes of L are
             # below their rounding: every pair's gradient still points the same way (a tail
             # such as e^{−e^x}, on which Newton's steps shrink); no minimum if L falls on
-            underflow = _confirm_falling(slope_along, theta, theta - log_ref, support)
+            underflow = _confirm_falling(slope_along, invisible, theta, theta - log_ref, support)
         elif cancels is None:
             # every pair's gradient exactly 0 (reverse mode): a genuine flat minimum, or every
             # loss underflowed; forward-mode slopes still see a fall of 1e-209, else bisect
             underflow = _confirm_falling(
-                slope_along, theta, theta - log_ref, support
+                slope_along, invisible, theta, theta - log_ref, support
             ) or _underflowed(per_pair, log_ref, theta)
         if underflow:
             escaped = True
@@ -335,6 +346,8 @@ def minimise_loss(
 
     planes, unique = None, None
     deep = bool((theta - log_ref)[support].min() < -_DEEP)
+    if not (converged or escaped):
+        stalled = True  # out of steps: steepest descent crawling along a linear piece (hinge)
     if stalled and not deep:
         # a kink of a non-smooth loss (hinge): Newton's model is useless there; for a convex
         # piecewise-smooth loss Kelley's cutting planes reach the minimum with a certified gap.
@@ -353,7 +366,11 @@ def minimise_loss(
         value = objective(theta.reshape(-1)).item()
     if underflow:
         rates = _unit_ray(history[-1], support)[1]
-        vanishing = rates < -1e-6
+        # of the responses that went down: those that went at least a tenth as fast as the
+        # fastest, and slower ones whose own slope (moving them alone further down) is not
+        # positive; one that settled on the remaining face (a few nats against the tens the
+        # escaping ones travelled) wants to go back up
+        vanishing = (rates <= -0.1) | ((rates < -1e-6) & _falls_alone(slope_along, theta, support))
         names = [tuple(i.tolist()) if not single else int(i[1]) for i in vanishing.nonzero()]
         verdict = (
             f"no finite minimiser: L keeps falling as log π → −∞ for {names}, by amounts below "
@@ -367,13 +384,16 @@ def minimise_loss(
         d = history[-1]
         rates, loss_rate = _escape_rates(slope_along, theta, d, support)
         vanishing = rates < -1e-6
-        top = torch.where(support, log_pi, -math.inf).argmax(dim=-1, keepdim=True)
-        if vanishing.gather(-1, top).any():
-            # the most likely response cannot be the one that vanishes: Newton's last step left
-            # a response whose pairs underflowed exactly (zero gradient) where it was; read the
-            # rates off the whole way travelled instead
-            rates = _unit_ray(theta - log_ref, support)[1]
-            vanishing = rates < -1e-6
+        # A response whose every pair has underflowed (its gradient is exactly 0) is left where
+        # it is by Newton's step, though it is on its way out: it vanishes if the way travelled
+        # took it below a response that stays.
+        stuck = support & (_derivatives(objective, theta)[0] == 0)
+        if stuck.any() and (~stuck & support & ~vanishing).any():
+            travelled = torch.where(support, theta - log_ref, math.inf)
+            stays = torch.where(~stuck & support & ~vanishing, travelled, -math.inf)
+            below = travelled < stays.max(dim=-1, keepdim=True).values
+            vanishing = torch.where(stuck, below, vanishing)
+            rates = torch.where(stuck & below & ~(rates < -1e-6), -1.0, rates)
         names = [tuple(i.tolist()) if not single else int(i[1]) for i in vanishing.nonzero()]
         tail = (
             f"L − inf L ∝ e^(−{loss_rate:.4g} s)"
@@ -449,6 +469,8 @@ def _cutting_planes(
 
     flat0 = theta.reshape(-1).detach()
     idx = support.reshape(-1).nonzero().squeeze(-1)
+    spread = (flat0[idx].max() - flat0[idx].min()).item() if idx.numel() else 0.0
+    box = max(box, 3 * spread)  # room for a minimiser as spread out again as the start
     m = idx.numel()
     prompt = torch.arange(theta.shape[0]).repeat_interleave(theta.shape[1])[idx.cpu()].numpy()
     x0 = flat0[idx].cpu().numpy()
@@ -498,12 +520,48 @@ def _cutting_planes(
         if lp.status != 0:
             return None
         gap = best[0] - lp.fun
-        if gap <= gap_tol * max(1.0, abs(best[0])):
-            if np.abs(best[2] - x0).max() > box - 1e-6:
-                return None  # at the box: the minimiser may lie beyond it (or not exist)
-            return best[1].reshape(theta.shape), max(gap, 0.0)
+        tol = gap_tol * max(1.0, abs(best[0]))
+        if gap <= tol:
+            if np.abs(best[2] - x0).max() <= box - 1e-6:
+                return best[1].reshape(theta.shape), max(gap, 0.0)
+            # at the box: a flat set of minimisers (hinge with every margin met) reaches it, or
+            # the minimiser lies beyond. A point of the model's optimal set strictly inside the
+            # box where L attains the bound is a global minimiser (L convex); find the closest
+            level = lp.fun + 1e-12 * max(1.0, abs(best[0]))  # the bound, up to the LP's rounding
+            inner = _inner_point(np.array(rows), np.array(rhs), a_eq, b_eq, x0, level, box)
+            if inner is None or np.abs(inner - x0).max() > box - 1e-6:
+                return None
+            value, _, full = evaluate(inner)
+            if value - lp.fun <= tol:
+                return full.reshape(theta.shape), max(value - lp.fun, 0.0)
+            x = inner  # the model is loose there: cut at that point too and go on
+            continue
         x = lp.x[:m]
     return None
+
+
+def _inner_point(rows, rhs, a_eq, b_eq, x0, level: float, box: float):
+    """argmin ‖x − x₀‖_∞ over the cutting-plane model's level set {max_j cut_j(x) ≤ level} (the
+    gauge kept), by one more linear programme; None if infeasible."""
+    from scipy.optimize import linprog
+
+    m = x0.size
+    # variables (x, r): every cut g_j·x − (g_j·x_j − v_j) ≤ level; |x − x₀| ≤ r
+    cuts = np.hstack([rows[:, :m], np.zeros((len(rows), 1))])
+    eye = np.eye(m)
+    ones = np.ones((m, 1))
+    a_ub = np.vstack([cuts, np.hstack([eye, -ones]), np.hstack([-eye, -ones])])
+    b_ub = np.concatenate([rhs + level, x0, -x0])
+    res = linprog(
+        np.append(np.zeros(m), 1.0),
+        A_ub=a_ub,
+        b_ub=b_ub,
+        A_eq=np.hstack([a_eq[:, :m], np.zeros((a_eq.shape[0], 1))]),
+        b_eq=b_eq,
+        bounds=[(x - box, x + box) for x in x0] + [(0, None)],
+        method="highs",
+    )
+    return res.x[:m] if res.status == 0 else None
 
 
 def _check_loss(per_pair: Callable[[Tensor], Tensor], theta: Tensor, n: int) -> None:
@@ -618,6 +676,23 @@ def _nonsingular(hess: Tensor, support: Tensor) -> bool:
     return zero <= int((support.sum(-1) > 0).sum())
 
 
+def _escape_direction(step: Tensor, support: Tensor) -> Tensor:
+    """The step with its largest component per prompt subtracted (the same move, modulo the
+    gauge) and the components within 1e-6 of that largest set to exactly 0: the responses that
+    stay do not move at all, so their rounding-level slopes cannot drown the escaping ones'."""
+    top = torch.where(support, step, -math.inf).max(dim=-1, keepdim=True).values
+    shifted = torch.where(support, step - top, 0.0)
+    fastest = (-shifted.min()).clamp_min(1e-300)
+    return torch.where(shifted < -1e-6 * fastest, shifted, 0.0)
+
+
+def _off_gauge(step: Tensor, support: Tensor) -> Tensor:
+    """The step minus its mean over the support, per prompt (the loss cannot see that part)."""
+    count = support.sum(-1, keepdim=True).clamp_min(1)
+    mean = torch.where(support, step, 0.0).sum(-1, keepdim=True) / count
+    return torch.where(support, step - mean, 0.0)
+
+
 def _gauge(theta: Tensor, support: Tensor) -> Tensor:
     """θ − logsumexp θ per prompt: log π itself, so that iterates are comparable."""
     lse = torch.logsumexp(torch.where(support, theta, -math.inf), dim=-1, keepdim=True)
@@ -635,10 +710,15 @@ def _escaping(history: list[Tensor], window: int = 6) -> bool:
         na, nb = a.norm(), b.norm()
         if nb < 0.5 * na or (a * b).sum() < 0.99 * na * nb:
             return False
-    last = steps[-1].abs()
-    top = last.max()
-    settled = bool(last[last <= 1e-3 * top].max() <= 1e-12) if (last <= 1e-3 * top).any() else True
-    return bool(top > 1e-3) and settled
+    return bool(steps[-1].abs().max() > 1e-3) and _settled(steps[-1])
+
+
+def _settled(step: Tensor) -> bool:
+    """The responses that stay have settled: relative to the largest component of the step (the
+    gauge removed), those within 1e-3 of it are within 1e-12."""
+    shifted = step - step.max(dim=-1, keepdim=True).values
+    near = shifted.abs() <= 1e-3 * shifted.abs().max()
+    return bool(shifted[near].abs().max() <= 1e-12) if near.any() else True
 
 
 def _unit_ray(direction: Tensor, support: Tensor) -> Tensor:
@@ -649,38 +729,96 @@ def _unit_ray(direction: Tensor, support: Tensor) -> Tensor:
     return torch.where(support, direction, 0.0) / fastest.clamp_min(1e-300), slope / fastest
 
 
-def _confirm_escape(slope_along, theta: Tensor, step: Tensor, *, strict: int = 6) -> bool:
-    """L falls strictly at θ + 2^k·step for k < ``strict``, and never rises up to k = 9 (the
-    sign of dL/ds along the step).
+def _confirm_escape(
+    slope_along, theta: Tensor, step: Tensor, support: Tensor, *, strict: int = 6
+) -> bool:
+    """L falls strictly at θ + 2^k·step for k < ``strict`` and never rises up to k = 9, nor at
+    2^k nats (k ≤ 10) along the unit ray of the step (the sign of dL/ds along it).
 
     Strictly: a loss that reaches its infimum at a finite point (hinge once every βh ≥ 1) goes
-    flat there, and then a finite minimiser exists. Probes are multiples of Newton's last step,
-    which on an exponential tail moves the exponent by ~1 whatever β, so 2^5 steps stay above
-    the float64 underflow; a saturated escape (see ``_SATURATED``) passes ``strict=0``.
+    flat there, and then a finite minimiser exists; the far probes reach such a point even when
+    the steps are short (steepest descent on a linear piece). A slope may be exactly 0 only as
+    the end of a tail: the last non-zero one before it below 1e-30 of the first, or below 1e-250
+    (a hinge's slopes drop from ~βw to 0 at its kink). Newton's step on an exponential tail
+    moves the exponent by ~1 whatever β, so the 2^5 near probes stay above the float64
+    underflow; a saturated escape (see ``_SATURATED``) passes ``strict=0``.
     """
-    for k in range(10):
+    unit = _unit_ray(step, support)[0]
+    probes = [(2.0**k) * step for k in range(10)] + [(2.0**k) * unit for k in range(11)]
+    first = last = 0.0
+    for k, move in enumerate(probes):
+        direction = step if k < 10 else unit
         try:
-            d = slope_along(theta + (2.0**k) * step, step)
+            d = slope_along(theta + move, direction)
         except ValueError:  # NaN far out: a loss undefined there confirms nothing
             return False
         if d > 0 or (k < strict and not d < 0):
             return False
+        if d < 0:
+            first, last = first or -d, -d
+        elif first and last > 1e-30 * first and last > 1e-250:
+            return False  # flat right after a visible fall: a kink, not a tail
+        if k == 9:
+            first = last = 0.0  # the far probes start over
     return True
 
 
-def _confirm_falling(slope_along, theta: Tensor, travelled: Tensor, support: Tensor) -> bool:
+def _falls_alone(slope_along, theta: Tensor, support: Tensor) -> Tensor:
+    """Per response: dL/ds ≤ 0 when its logit alone moves down (forward mode), [X, Y] bool."""
+    out = torch.zeros_like(support)
+    for idx in support.nonzero().tolist():
+        e = torch.zeros_like(theta)
+        e[tuple(idx)] = -1.0
+        out[tuple(idx)] = slope_along(theta, e) <= 0
+    return out
+
+
+def _confirm_falling(
+    slope_along, invisible, theta: Tensor, travelled: Tensor, support: Tensor
+) -> bool:
     """L falls strictly a quarter nat further along the way travelled (the fastest log π moving
-    by −¼) and does not rise at ½ and 1 nat: probes stay short, since past an underflow a loss
-    may be NaN (−inf − (−inf))."""
-    unit = _unit_ray(travelled, support)[0]
-    for k, t in enumerate((0.25, 0.5, 1.0)):
+    by −¼), by less than its rounding error or with a slope that dies out further on, does not
+    rise at ½ and 1 nat, and further out
+    (2 … 512 nats) never rises nor stops dead after a visible fall, which is a kink at a finite
+    point (a hinge stalled short of its flat set), not a tail. A far probe where the loss is
+    NaN (−inf − (−inf) past an underflow) ends the probing."""
+    unit, rates = _unit_ray(_escape_direction(travelled, support), support)
+    # the whole way travelled, or only the responses that went down at least half as fast as
+    # the fastest: moving the ones that settled (at rounding-level slopes) can drown a slope of
+    # e^{−100}
+    # a fall L itself shows a quarter nat on must die out like a tail's (a super-exponential one
+    # that Newton's shrinking steps do not follow), not go on like a hinge's linear piece
+    return any(
+        _falls_on(
+            slope_along, theta, direction, decaying=not invisible(theta, theta + 0.25 * direction)
+        )
+        for direction in (unit, torch.where(rates <= -0.5, unit, 0.0))
+    )
+
+
+def _falls_on(slope_along, theta: Tensor, unit: Tensor, *, decaying: bool = False) -> bool:
+    """The probes of :func:`_confirm_falling` along ``unit``. ``decaying``: the slope must also
+    die out over the probes (below 1e-3 of the first by 512 nats, or an underflow or NaN ends
+    them): a tail, not a long linear piece (a hinge far from its flat set)."""
+    first = last = 0.0
+    ended = False
+    for k, t in enumerate((0.25, 0.5, *(2.0**j for j in range(10)))):
         try:
             d = slope_along(theta + t * unit, unit)
         except ValueError:
-            return False
+            if k < 3:
+                return False
+            ended = True
+            break
         if d > 0 or (k == 0 and not d < 0):
             return False
-    return True
+        if d < 0:
+            first, last = first or -d, -d
+        elif last > 1e-30 * first and last > 1e-250:
+            return False
+        else:
+            ended = True
+    return not decaying or ended or last <= 1e-3 * first
 
 
 def _escape_rates(
@@ -699,7 +837,9 @@ def _escape_rates(
         if slopes[0] <= 0 or slopes[1] <= 0:
             return rates, kappa
         kappa = max(0.0, math.log(slopes[0] / slopes[1]) / (m * delta))
-        if kappa * m * delta >= 2 or kappa * delta < 1e-3:  # done, or no exponential tail
+        if kappa * delta < 1e-3:  # no exponential tail: linear or polynomial (rounding in κ)
+            return rates, 0.0
+        if kappa * m * delta >= 2:
             break
         m = math.ceil(2 / (kappa * delta))
     return rates, kappa

@@ -280,8 +280,10 @@ EXCLUDED = {
 class Entry(NamedTuple):
     """The minimiser of one loss on one world at one β, against the targets.
 
-    KL values are NaN where the target does not exist or no finite minimiser does; the drifts are
-    −inf where a chosen (rejected) response with positive weight vanishes, NaN for another escape.
+    KL values, drifts and lengths are NaN where the target does not exist, where no finite
+    minimiser does, or where the minimiser is not certified (``converged`` False); without a
+    finite minimiser the drifts are −inf where a chosen (rejected) response with positive weight
+    vanishes.
     """
 
     loss: str
@@ -320,7 +322,7 @@ def entry(loss: Loss, world: World, beta: float) -> Entry:
     star = optimal_policy(world.reward, world.ref, beta) if world.reward is not None else None
     ipo = psi_optimal_policy(world.pref, world.mu, world.ref, beta)
     lottery = maximal_lottery(world.pref) if world.reward is None else None
-    if res.finite:
+    if res.finite and res.converged:
         q = pi.log() - world.ref.log()
         drift = ((w * q[pairs.chosen]).sum().item(), (w * q[pairs.rejected]).sum().item())
         kls = (
@@ -329,13 +331,15 @@ def entry(loss: Loss, world: World, beta: float) -> Entry:
             _kl(lottery, pi) if lottery is not None else nan,
         )
         length = (pi * world.lengths).sum().item()
-    else:
+    elif not res.finite:
         gone = res.vanishing
         drift = tuple(
             -math.inf if (w * gone[idx].to(F64)).sum() > 0 else nan
             for idx in (pairs.chosen, pairs.rejected)
         )
         kls, length = (nan, nan, nan), nan
+    else:  # not certified: no number to report
+        drift, kls, length = (nan, nan), (nan, nan, nan), nan
     return Entry(
         loss.name,
         world.name,
@@ -400,9 +404,11 @@ def _cell(e: Entry, kl: float) -> str:
 
 LEGEND = (
     "∅: no finite minimiser (the loss keeps falling as some π(y) → 0); ≈: the minimiser is not "
-    "unique (the loss is flat along some direction; one point shown); †: a minimiser at a kink, "
-    "certified by cutting planes; *: a non-convex loss, the minimiser reached from π_ref by "
-    "descent (as training from π_ref would); 0: below 1e-12."
+    "unique (the loss is flat along some direction; one point shown); †: found by cutting planes "
+    "(a kink, or a flat point), a certificate where the loss is convex; *: a non-convex loss, the "
+    "minimiser (or escape) reached from π_ref by descent, as training from π_ref would; "
+    "not certified: the minimiser could not certify its result, so nothing is reported; 0: "
+    "below 1e-12."
 )
 
 
@@ -446,7 +452,12 @@ def drift_table(entries: Sequence[Entry]) -> tuple[tuple[str, ...], list[tuple[s
         cells = [name]
         for w in ("bradley_terry", "deterministic"):
             e = by.get((name, w))
-            cells += [_num(e.chosen_logratio), _num(e.rejected_logratio)] if e else ["—", "—"]
+            if e is None:
+                cells += ["—", "—"]
+            elif not e.converged:
+                cells += ["not certified"] * 2
+            else:
+                cells += [_num(e.chosen_logratio), _num(e.rejected_logratio)]
         rows.append(tuple(cells))
     return head, rows
 
