@@ -210,3 +210,17 @@ def test_bad_input():
         A.atlas(math.nan)
     with pytest.raises(SystemExit):
         A.main(["--beta", "-1"])
+
+
+def test_an_uncertified_cell_reports_nothing():
+    """A minimiser that could not certify its result gets no KL, drift or length, and its cell
+    says so (an uncertified apo_down once showed KL 0.002 and a drift of −386)."""
+    entries = A.atlas(0.1, losses=[loss for loss in A.LOSSES if loss.name == "apo_down"])
+    assert any(not e.converged for e in entries)
+    for e in entries:
+        if not e.converged:
+            numbers = (e.kl_to_optimum, e.kl_to_ipo, e.kl_to_lottery, e.mean_length)
+            assert all(math.isnan(x) for x in (*numbers, e.chosen_logratio, e.rejected_logratio))
+    head, rows = A.table(entries)
+    cells = [c for c, e in zip(rows[0][1:6], entries[:5], strict=True) if not e.converged]
+    assert cells and all(c == "not certified" for c in cells)
