@@ -221,6 +221,6 @@ def test_an_uncertified_cell_reports_nothing():
         if not e.converged:
             numbers = (e.kl_to_optimum, e.kl_to_ipo, e.kl_to_lottery, e.mean_length)
             assert all(math.isnan(x) for x in (*numbers, e.chosen_logratio, e.rejected_logratio))
-    head, rows = A.table(entries)
+    _, rows = A.table(entries)
     cells = [c for c, e in zip(rows[0][1:6], entries[:5], strict=True) if not e.converged]
     assert cells and all(c == "not certified" for c in cells)
