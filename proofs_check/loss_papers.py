@@ -136,6 +136,14 @@ def _miss(res, want: np.ndarray) -> float:
     return float(np.abs(res.policy.numpy() - want).max())
 
 
+def _wrong_escape(res, w: LossWorld) -> float:
+    """On a total order: 1 for a finite verdict, plus the responses misplaced between vanishing
+    and staying (every one but the top must vanish)."""
+    losers = np.ones(len(w.order), dtype=bool)
+    losers[w.order[0]] = False
+    return float(res.finite) + float((res.vanishing.numpy() != losers).sum())
+
+
 def _pair_weights(pref: np.ndarray, mu: np.ndarray) -> np.ndarray:
     """W_ij = Pr(chosen y_i, rejected y_j) = 2 μ_i μ_j P_ij, by explicit loops."""
     n = len(mu)
@@ -198,10 +206,7 @@ SRC_A = "Azar et al. 2023"
     why=COUNT,
 )
 def _(w: LossWorld) -> float:
-    res = _minimise(partial(L.dpo, beta=w.beta), _total_order(w), w)
-    losers = np.ones(len(w.order), dtype=bool)
-    losers[w.order[0]] = False
-    return float(res.finite) + float((res.vanishing.numpy() != losers).sum())
+    return _wrong_escape(_minimise(partial(L.dpo, beta=w.beta), _total_order(w), w), w)
 
 
 @claim(
@@ -294,10 +299,7 @@ def _(inst) -> float:
         s = partial(L.f_divergence_scores, f_divergence_type=kind, alpha=0.5)
         return L.dpo(s(c), s(r), w.beta)
 
-    res = _minimise(loss, _total_order(w), w)
-    losers = np.ones(len(w.order), dtype=bool)
-    losers[w.order[0]] = False
-    return float(res.finite) + float((res.vanishing.numpy() != losers).sum())
+    return _wrong_escape(_minimise(loss, _total_order(w), w), w)
 
 
 # -- no reference model: CPO, SimPO, ORPO ---------------------------------------------------------

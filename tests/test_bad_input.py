@@ -170,6 +170,14 @@ ROWS = [
         "psi must not return NaN",
     ),
     ("psi_scores", lambda x: tb.psi_scores(PREF, MU, x), "probit", "psi must be one of"),
+    ("maximal_lottery", tb.maximal_lottery, torch.stack([PREF, PREF]), "pref must be one matrix"),
+    ("maximal_lottery", tb.maximal_lottery, PREF[:, :2], r"pref must have shape \[..., Y, Y\]"),
+    (
+        "maximal_lottery",
+        tb.maximal_lottery,
+        torch.tensor([[0.5, 0.9], [0.9, 0.5]], dtype=torch.float64),
+        r"\(8c\)",
+    ),
     (
         "psi_optimal_policy",
         lambda x: tb.psi_optimal_policy(PREF, MU, REF, 1.0, x),
