@@ -504,3 +504,26 @@ def test_a_loss_unbounded_below_has_rate_zero():
         # an escape with κ = 0, or (deep in the tail, at β = 0.5) no certified verdict at all
         escape = not got.finite and got.loss_rate == 0.0 and "without bound" in got.verdict
         assert escape or (beta == 0.5 and not got.converged), got.verdict
+
+
+def test_thresholds_of_the_escape_tests():
+    """The pairs' gradients cancel at a minimiser (to rounding) and not 1e-3 away from it; Newton
+    steps that turn by 13° are not one escape direction."""
+    from toybandit.minimise import _cancels, _escaping
+
+    reward = torch.tensor([1.0, 0.3, -0.5, 0.0], dtype=F64)
+    ref = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
+    pairs = tb.population_pairs(tb.bradley_terry(reward), torch.full((4,), 0.25, dtype=F64))
+    w = pairs.weights / pairs.weights.sum()
+
+    def per_pair(theta):
+        q = torch.log_softmax(theta, -1)[0] - ref.log()
+        return losses.dpo(q[pairs.chosen], q[pairs.rejected], 0.5)
+
+    star = tb.log_optimal_policy(reward, ref, 0.5).unsqueeze(0)
+    assert _cancels(per_pair, w, star)
+    assert not _cancels(per_pair, w, star + torch.tensor([[1e-3, 0.0, 0.0, 0.0]], dtype=F64))
+    a = torch.tensor([[0.0, -1.0, -2.0]], dtype=F64)
+    b = torch.tensor([[0.0, -2.0, -1.0]], dtype=F64) * (a.norm() / 5**0.5)  # cos 0.8
+    turn = torch.tensor([[0.0, -1.0, -1.2]], dtype=F64)  # cos(a, turn) ≈ 0.97: turned 13°
+    assert _escaping([a] * 6) and not _escaping([a, turn] * 3) and not _escaping([a, b] * 3)
