@@ -224,3 +224,14 @@ def test_an_uncertified_cell_reports_nothing():
     _, rows = A.table(entries)
     cells = [c for c, e in zip(rows[0][1:6], entries[:5], strict=True) if not e.converged]
     assert cells and all(c == "not certified" for c in cells)
+
+
+def test_the_figure_shows_each_worlds_target(by):
+    """The heat map's distance is the table's: to π* where it exists, to the IPO optimum on the
+    total order, from the maximal lottery on the cycle."""
+    for (loss, world), e in by.items():
+        want = {"deterministic": e.kl_to_ipo, "intransitive": e.kl_to_lottery}.get(
+            world, e.kl_to_optimum
+        )
+        got = A._target(e)
+        assert got == want or (math.isnan(got) and math.isnan(want)), (loss, world)
