@@ -31,7 +31,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
 import toybandit as tb
@@ -39,10 +38,10 @@ import toybandit as tb
 Tensor = torch.Tensor
 F64 = torch.float64
 
-REWARD = torch.tensor([1.0, 0.3, -0.5, 0.0], dtype=F64)
-REF = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
+REWARD = torch.tensor(tb.atlas.REWARD, dtype=F64)
+REF = torch.tensor(tb.atlas.REF, dtype=F64)
 MU = torch.full((4,), 0.25, dtype=F64)
-NOISE = 0.1
+NOISE = tb.atlas.NOISE
 
 
 def load_loss(spec: str) -> Callable[..., Tensor]:
@@ -95,28 +94,7 @@ def _with_beta(loss: Callable[..., Tensor], beta: float) -> Callable[..., Tensor
     return loss
 
 
-def maximal_lottery(pref: Tensor) -> Tensor:
-    """The maximal lottery p: Σ_i p_i (2P_ij − 1) ≥ 0 for every j (the von Neumann winner of the
-    symmetric zero-sum game 2P − 1), by linear programming."""
-    from scipy.optimize import linprog
-
-    a = 2 * pref.numpy() - 1
-    y = a.shape[0]
-    # variables (p, v): maximise v s.t. v − Σ_i p_i a_ij ≤ 0, Σ p = 1, p ≥ 0
-    c = np.zeros(y + 1)
-    c[-1] = -1.0
-    a_ub = np.hstack([-a.T, np.ones((y, 1))])
-    res = linprog(
-        c,
-        A_ub=a_ub,
-        b_ub=np.zeros(y),
-        A_eq=np.hstack([np.ones((1, y)), [[0.0]]]),
-        b_eq=[1.0],
-        bounds=[(0, None)] * y + [(None, None)],
-    )
-    if res.status != 0:
-        raise RuntimeError(f"maximal lottery LP failed: {res.message}")
-    return torch.as_tensor(res.x[:y], dtype=F64).clamp_min(0)
+maximal_lottery = tb.maximal_lottery  # the target of the intransitive world
 
 
 class Row(NamedTuple):
@@ -133,22 +111,15 @@ class Row(NamedTuple):
 
 
 def panel(beta: float) -> list[tuple[str, Tensor, Tensor | None]]:
-    """(name, P, target π* or None) for the four worlds."""
-    bt = tb.bradley_terry(REWARD)
-    clean = tb.optimal_policy(REWARD, REF, beta)
-    noisy = (1 - NOISE) * bt + NOISE * bt.transpose(-1, -2)
-    order = tb.from_upper_triangle(torch.ones(4, 4, dtype=F64))  # y0 ≻ y1 ≻ y2 ≻ y3
-    cyclic = tb.from_upper_triangle(
-        torch.tensor(
-            [[0, 0.8, 0.3, 0.6], [0, 0, 0.8, 0.4], [0, 0, 0, 0.7], [0, 0, 0, 0]], dtype=F64
-        )
-    )
-    return [
-        ("bradley_terry", bt, clean),
-        ("noisy", noisy, clean),
-        ("deterministic", order, None),
-        ("intransitive", cyclic, None),
-    ]
+    """(name, P, target π* or None) for the four worlds: the loss atlas's first four one-token
+    worlds with μ uniform (:func:`toybandit.atlas.worlds`)."""
+    worlds = {w.name: w for w in tb.atlas.worlds()}
+    out = []
+    for name in ("bradley_terry", "noisy", "deterministic", "intransitive"):
+        w = worlds[name]
+        target = tb.optimal_policy(w.reward, w.ref, beta) if w.reward is not None else None
+        out.append((name, w.pref, target))
+    return out
 
 
 def _kl(p: Tensor, q: Tensor) -> float:

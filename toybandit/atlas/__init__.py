@@ -52,16 +52,22 @@ F64 = torch.float64
 
 __all__ = [
     "EXCLUDED",
+    "LEGEND",
     "LOSSES",
     "NOISE",
     "Entry",
     "Loss",
     "World",
     "atlas",
+    "drift_table",
     "entry",
+    "figure",
+    "main",
     "markdown",
     "table",
+    "text",
     "worlds",
+    "write_csv",
 ]
 
 REWARD = (1.0, 0.3, -0.5, 0.0)
@@ -410,6 +416,7 @@ LEGEND = (
     "not certified: the minimiser could not certify its result, so nothing is reported; 0: "
     "below 1e-12."
 )
+"""What each mark of a cell means, as the tables print it."""
 
 
 COLUMNS = (
