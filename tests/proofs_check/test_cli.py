@@ -283,3 +283,15 @@ def test_every_holds_claim_is_anchored_and_tight():
         if c.expected is Outcome.IDENTITY:
             assert "by construction" in c.reference, c.id
         assert c.tolerance <= 1e-5 or "symbolic" in c.tags, c.id
+
+
+def test_readme_counts_are_current():
+    """The README's counts of claims (a default run: every claim but the sympy proofs) and of
+    injected faults are the registry's."""
+    pytest.importorskip("transformers")  # the lm claims register with the `lm` extra
+    from proofs_check.faults import FAULTS
+
+    text = README.read_text()
+    claims = sum("symbolic" not in c.tags for c in pc.REGISTRY.values())
+    assert f"({claims} claims," in text, f"README: the catalogue has {claims} claims"
+    assert f"monkeypatches {len(FAULTS)} plausible" in text, f"README: {len(FAULTS)} faults"
