@@ -42,7 +42,7 @@ from typing import NamedTuple
 import torch
 
 from .. import losses as L
-from ..data import population_pairs
+from ..data import PreferencePairs, population_pairs
 from ..minimise import minimise_loss
 from ..optimal import kl_divergence, optimal_policy
 from ..preferences import bradley_terry, from_upper_triangle, maximal_lottery, psi_optimal_policy
@@ -211,58 +211,56 @@ class Loss(NamedTuple):
     convex: bool = False
 
 
-def _f_dpo(kind: str) -> Callable[[float, float], Callable[..., Tensor]]:
-    """f-DPO (sigmoid on f-divergence scores, α = 0.5 for the α-divergence)."""
+def _trl(loss_type: str, **config) -> Callable[[float, float], Callable[..., Tensor]]:
+    """The per-pair loss of TRL's ``DPOConfig(loss_type=..., beta=β, **config)``
+    (:func:`toybandit.losses.trl_pair_loss`), given the lengths where it normalises by them."""
 
     def build(beta: float, nll_scale: float) -> Callable[..., Tensor]:
-        def f(q: Tensor) -> Tensor:
-            return L.f_divergence_scores(q, kind, 0.5)
-
-        return lambda c, r, nc, nr: L.dpo(f(c), f(r), beta)
+        pair = L.trl_pair_loss(loss_type, beta, **config)
+        return pair.fn if pair.length_normalised else lambda c, r, nc, nr: pair.fn(c, r)
 
     return build
 
 
 LOSSES: tuple[Loss, ...] = (
     Loss("sigmoid", 'DPOConfig(loss_type="sigmoid")', "DPO, Rafailov et al. 2023", "logratios",
-         lambda b, s: lambda c, r, nc, nr: L.dpo(c, r, b), convex=True),
+         _trl("sigmoid"), convex=True),
     Loss("robust", f'DPOConfig(loss_type="robust", label_smoothing={NOISE})',
-         "rDPO, Chowdhury et al. 2024", "logratios",
-         lambda b, s: lambda c, r, nc, nr: L.robust(c, r, b, label_smoothing=NOISE), convex=True),
+         "rDPO, Chowdhury et al. 2024", "logratios", _trl("robust", label_smoothing=NOISE),
+         convex=True),
     Loss("hinge", 'DPOConfig(loss_type="hinge")', "SLiC, Zhao et al. 2023", "logratios",
-         lambda b, s: lambda c, r, nc, nr: L.hinge(c, r, b), convex=True),
+         _trl("hinge"), convex=True),
     Loss("ipo", 'DPOConfig(loss_type="ipo")', "IPO, Azar et al. 2023 (TRL: token-averaged)",
-         "logratios", lambda b, s: lambda c, r, nc, nr: L.ipo(c / nc, r / nr, b), convex=True),
+         "logratios", _trl("ipo"), convex=True),
     Loss("ipo (summed)", "— (the paper's IPO; TRL's ipo on one-token responses)",
          "IPO, Azar et al. 2023, eq. (17)", "logratios",
          lambda b, s: lambda c, r, nc, nr: L.ipo(c, r, b), convex=True),
     Loss("exo_pair", 'DPOConfig(loss_type="exo_pair", label_smoothing=1e-3)',
-         "EXO, Ji et al. 2024", "logratios",
-         lambda b, s: lambda c, r, nc, nr: L.exo_pair(c, r, b, label_smoothing=1e-3)),
+         "EXO, Ji et al. 2024", "logratios", _trl("exo_pair", label_smoothing=1e-3)),
     Loss("nca_pair", 'DPOConfig(loss_type="nca_pair")', "NCA, Chen et al. 2024", "logratios",
-         lambda b, s: lambda c, r, nc, nr: L.nca_pair(c, r, b)),
+         _trl("nca_pair")),
     Loss("bco_pair", 'DPOConfig(loss_type="bco_pair")', "BCO, Jung et al. 2024", "logratios",
-         lambda b, s: lambda c, r, nc, nr: L.bco_pair(c, r, b)),
+         _trl("bco_pair")),
     Loss("sppo_hard", 'DPOConfig(loss_type="sppo_hard")', "SPPO, Wu et al. 2024", "logratios",
-         lambda b, s: lambda c, r, nc, nr: L.sppo_hard(c, r, b)),
+         _trl("sppo_hard")),
     Loss("apo_zero", 'DPOConfig(loss_type="apo_zero")', "APO, D'Oosterlinck et al. 2024",
-         "logratios", lambda b, s: lambda c, r, nc, nr: L.apo_zero(c, r, b)),
+         "logratios", _trl("apo_zero")),
     Loss("apo_down", 'DPOConfig(loss_type="apo_down")', "APO, D'Oosterlinck et al. 2024",
-         "logratios", lambda b, s: lambda c, r, nc, nr: L.apo_down(c, r, b)),
+         "logratios", _trl("apo_down")),
     Loss("discopop", 'DPOConfig(loss_type="discopop")', "DiscoPOP, Lu et al. 2024", "logratios",
-         lambda b, s: lambda c, r, nc, nr: L.discopop(c, r, b)),
+         _trl("discopop")),
     Loss("sigmoid_norm", 'DPOConfig(loss_type="sigmoid_norm")', "DPO on token-averaged log-ratios",
-         "logratios", lambda b, s: lambda c, r, nc, nr: L.sigmoid_norm(c, r, nc, nr, b), convex=True),
+         "logratios", _trl("sigmoid_norm"), convex=True),
     Loss("sft", 'DPOConfig(loss_type="sft")', "NLL of the chosen responses", "logratios",
          lambda b, s: lambda c, r, nc, nr: -c * s + 0 * r, convex=True),
     Loss("mpo", 'DPOConfig(loss_type=["sigmoid", "bco_pair", "sft"], loss_weights=[0.8, 0.2, 1])',
          "MPO, Wang et al. 2024 (TRL's docs example)", "logratios",
-         lambda b, s: lambda c, r, nc, nr: 0.8 * L.dpo(c, r, b) + 0.2 * L.bco_pair(c, r, b)
-         - c * s),
+         lambda b, s: lambda c, r, nc, nr: L.mix(
+             [L.dpo(c, r, b), L.bco_pair(c, r, b), -c * s], [0.8, 0.2, 1.0])),
     *(
         Loss(f"sigmoid · {kind}", f'DPOConfig(f_divergence_type="{kind}")',
              "f-DPO, Wang et al. 2024" + (" (α = 0.5)" if kind == "alpha_divergence" else ""),
-             "logratios", _f_dpo(kind))
+             "logratios", _trl("sigmoid", f_divergence_type=kind))
         for kind in ("forward_kl", "js_divergence", "alpha_divergence")
     ),
     Loss("cpo", "CPOConfig() (sigmoid, cpo_alpha=1)", "CPO, Xu et al. 2024", "logps",
@@ -315,19 +313,39 @@ def _kl(p: Tensor, q: Tensor) -> float:
     return kl_divergence(p, q).item()
 
 
-def entry(loss: Loss, world: World, beta: float) -> Entry:
-    """Minimise ``loss`` on ``world`` at ``beta`` and compare the minimiser with the targets."""
+class _Targets(NamedTuple):
+    """What a world at one β offers every loss: its population pairs and the targets."""
+
+    pairs: PreferencePairs
+    weights: Tensor  # the pair weights, normalised
+    nll_scale: float  # 1/E_W|y_w|
+    star: Tensor | None  # π*
+    ipo: Tensor  # the IPO optimum
+    lottery: Tensor | None  # the maximal lottery (no reward)
+
+
+def _targets(world: World, beta: float) -> _Targets:
     pairs = population_pairs(world.pref, world.mu)
     w = pairs.weights / pairs.weights.sum()
-    nll_scale = 1.0 / (w * world.lengths[pairs.chosen]).sum().item()
+    return _Targets(
+        pairs,
+        w,
+        1.0 / (w * world.lengths[pairs.chosen]).sum().item(),
+        optimal_policy(world.reward, world.ref, beta) if world.reward is not None else None,
+        psi_optimal_policy(world.pref, world.mu, world.ref, beta),
+        maximal_lottery(world.pref) if world.reward is None else None,
+    )
+
+
+def entry(loss: Loss, world: World, beta: float, *, targets: _Targets | None = None) -> Entry:
+    """Minimise ``loss`` on ``world`` at ``beta`` and compare the minimiser with the targets
+    (``targets``: those of ``world`` at ``beta``, computed once by :func:`atlas`)."""
+    pairs, w, nll_scale, star, ipo, lottery = targets or _targets(world, beta)
     res = minimise_loss(
         loss.build(beta, nll_scale), pairs, world.ref, on=loss.on, lengths=world.lengths
     )
     pi = res.policy
     nan = math.nan
-    star = optimal_policy(world.reward, world.ref, beta) if world.reward is not None else None
-    ipo = psi_optimal_policy(world.pref, world.mu, world.ref, beta)
-    lottery = maximal_lottery(world.pref) if world.reward is None else None
     if res.finite and res.converged:
         q = pi.log() - world.ref.log()
         drift = ((w * q[pairs.chosen]).sum().item(), (w * q[pairs.rejected]).sum().item())
@@ -379,7 +397,12 @@ def atlas(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # hundreds of tiny ops: on a busy machine threads cost 10×
     try:
-        return [entry(loss, world, beta) for loss in losses for world in panel]
+        targets = [_targets(world, beta) for world in panel]
+        return [
+            entry(loss, world, beta, targets=t)
+            for loss in losses
+            for world, t in zip(panel, targets, strict=True)
+        ]
     finally:
         torch.set_num_threads(threads)
 
