@@ -232,6 +232,11 @@ SRC_F = "Wang et al. 2024"
 _F_KINDS = ("forward_kl", "js_divergence", "alpha_divergence")
 
 
+def _f_dpo(kind: str, beta: float):
+    """TRL's ``DPOConfig(loss_type="sigmoid", f_divergence_type=kind)`` per pair (α = 0.5)."""
+    return L.trl_pair_loss("sigmoid", beta, f_divergence_type=kind).fn
+
+
 def _f_inverse(kind: str, s: np.ndarray) -> np.ndarray:
     """q with f′(e^q) − const = s, for TRL's scores (α = 0.5): forward KL s = 1 − e^{−q};
     JS s = log 2 + log σ(q); α-divergence s = (e^{(α−1)q} − 1)/(α − 1)."""
@@ -272,11 +277,7 @@ def _f_optimum(kind: str, w: LossWorld) -> np.ndarray:
 def _(inst) -> float:
     w, kind = inst
 
-    def loss(c, r):
-        s = partial(L.f_divergence_scores, f_divergence_type=kind, alpha=0.5)
-        return L.dpo(s(c), s(r), w.beta)
-
-    return _miss(_minimise(loss, _bt(w), w), _f_optimum(kind, w))
+    return _miss(_minimise(_f_dpo(kind, w.beta), _bt(w), w), _f_optimum(kind, w))
 
 
 @claim(
@@ -295,11 +296,7 @@ def _(inst) -> float:
 def _(inst) -> float:
     w, kind = inst
 
-    def loss(c, r):
-        s = partial(L.f_divergence_scores, f_divergence_type=kind, alpha=0.5)
-        return L.dpo(s(c), s(r), w.beta)
-
-    return _wrong_escape(_minimise(loss, _total_order(w), w), w)
+    return _wrong_escape(_minimise(_f_dpo(kind, w.beta), _total_order(w), w), w)
 
 
 # -- no reference model: CPO, SimPO, ORPO ---------------------------------------------------------
