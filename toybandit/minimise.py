@@ -278,7 +278,11 @@ def minimise_loss(
         if grad.abs().max() <= 1e-13 * scale and not (newton and step.abs().max() > tolerance):
             converged = True
             break
-        if grad.abs().max() <= 1e-13 * scale and step.abs().max() > 1e-3 and _settled(step):
+        if (
+            grad.abs().max() <= 1e-13 * scale
+            and step.abs().max() > 1e-3
+            and _settled(step, support)
+        ):
             # a tail: Newton still takes long steps towards the boundary (apo_zero once the
             # responses that stay have settled, before six equal steps were seen); confirm it as
             # an escape. (A smaller step with a tiny gradient is a flat minimiser: take it.)
@@ -316,7 +320,7 @@ def minimise_loss(
             history.append(theta - log_ref)
             escaped = _confirm_escape(slope_along, theta, history[-1], support, strict=0)
             break
-        if _escaping(history):
+        if _escaping(history, support):
             # the escaping coordinates only: Newton's rounding-level moves on the face (the
             # responses that stay) would swamp a slope of e^{−100}
             last = _escape_direction(history[-1], support)
@@ -676,12 +680,18 @@ def _nonsingular(hess: Tensor, support: Tensor) -> bool:
     return zero <= int((support.sum(-1) > 0).sum())
 
 
-def _escape_direction(step: Tensor, support: Tensor) -> Tensor:
-    """The step with its largest component per prompt subtracted (the same move, modulo the
-    gauge) and the components within 1e-6 of that largest set to exactly 0: the responses that
-    stay do not move at all, so their rounding-level slopes cannot drown the escaping ones'."""
+def _shifted(step: Tensor, support: Tensor) -> Tensor:
+    """The step minus its largest component over the support, per prompt: the same move modulo
+    the gauge, ≤ 0, with the response that falls least at exactly 0 (0 off the support)."""
     top = torch.where(support, step, -math.inf).max(dim=-1, keepdim=True).values
-    shifted = torch.where(support, step - top, 0.0)
+    return torch.where(support, step - top, 0.0)
+
+
+def _escape_direction(step: Tensor, support: Tensor) -> Tensor:
+    """:func:`_shifted`, with the components within 1e-6 of the largest set to exactly 0: the
+    responses that stay do not move at all, so their rounding-level slopes cannot drown the
+    escaping ones'."""
+    shifted = _shifted(step, support)
     fastest = (-shifted.min()).clamp_min(1e-300)
     return torch.where(shifted < -1e-6 * fastest, shifted, 0.0)
 
@@ -699,7 +709,7 @@ def _gauge(theta: Tensor, support: Tensor) -> Tensor:
     return torch.where(support, theta - lse, theta)
 
 
-def _escaping(history: list[Tensor], window: int = 6) -> bool:
+def _escaping(history: list[Tensor], support: Tensor, window: int = 6) -> bool:
     """Newton on a loss with no minimiser takes steps of constant length in one direction, once
     the responses that stay have settled (their part of the step, below 1e-3 of its largest
     component, is at rounding: the iterate then lies on the infimum's face)."""
@@ -710,21 +720,20 @@ def _escaping(history: list[Tensor], window: int = 6) -> bool:
         na, nb = a.norm(), b.norm()
         if nb < 0.5 * na or (a * b).sum() < 0.99 * na * nb:
             return False
-    return bool(steps[-1].abs().max() > 1e-3) and _settled(steps[-1])
+    return bool(steps[-1].abs().max() > 1e-3) and _settled(steps[-1], support)
 
 
-def _settled(step: Tensor) -> bool:
+def _settled(step: Tensor, support: Tensor) -> bool:
     """The responses that stay have settled: relative to the largest component of the step (the
     gauge removed), those within 1e-3 of it are within 1e-12."""
-    shifted = step - step.max(dim=-1, keepdim=True).values
-    near = shifted.abs() <= 1e-3 * shifted.abs().max()
+    shifted = _shifted(step, support)
+    near = support & (shifted.abs() <= 1e-3 * shifted.abs().max())
     return bool(shifted[near].abs().max() <= 1e-12) if near.any() else True
 
 
 def _unit_ray(direction: Tensor, support: Tensor) -> Tensor:
     """The direction in log π, scaled so that the fastest-falling response has slope −1."""
-    d = torch.where(support, direction, -math.inf)
-    slope = torch.where(support, d - d.max(dim=-1, keepdim=True).values, 0.0)
+    slope = _shifted(direction, support)
     fastest = -slope.min()
     return torch.where(support, direction, 0.0) / fastest.clamp_min(1e-300), slope / fastest
 
@@ -756,11 +765,18 @@ def _confirm_escape(
             return False
         if d < 0:
             first, last = first or -d, -d
-        elif first and last > 1e-30 * first and last > 1e-250:
-            return False  # flat right after a visible fall: a kink, not a tail
+        elif _stops_dead(first, last):
+            return False
         if k == 9:
             first = last = 0.0  # the far probes start over
     return True
+
+
+def _stops_dead(first: float, last: float) -> bool:
+    """A slope exactly 0 right after a visible fall (the last non-zero slope above 1e-30 of the
+    first and above 1e-250): a kink at a finite point, not the end of a tail, whose slopes pass
+    through the subnormals (a hinge's drop from ~βw to 0 at its kink)."""
+    return last > 1e-30 * first and last > 1e-250
 
 
 def _falls_alone(slope_along, theta: Tensor, support: Tensor) -> Tensor:
@@ -778,15 +794,14 @@ def _confirm_falling(
 ) -> bool:
     """L falls strictly a quarter nat further along the way travelled (the fastest log π moving
     by −¼), by less than its rounding error or with a slope that dies out further on, does not
-    rise at ½ and 1 nat, and further out
-    (2 … 512 nats) never rises nor stops dead after a visible fall, which is a kink at a finite
-    point (a hinge stalled short of its flat set), not a tail. A far probe where the loss is
+    rise at ½ and 1 nat, and further out (2 … 512 nats) never rises nor stops dead after a
+    visible fall, which is a kink at a finite point (a hinge stalled short of its flat set), not
+    a tail. A far probe where the loss is
     NaN (−inf − (−inf) past an underflow) ends the probing."""
     unit, rates = _unit_ray(_escape_direction(travelled, support), support)
-    # the whole way travelled, or only the responses that went down at least half as fast as
-    # the fastest: moving the ones that settled (at rounding-level slopes) can drown a slope of
-    # e^{−100}
-    # a fall L itself shows a quarter nat on must die out like a tail's (a super-exponential one
+    # along the whole way travelled, or moving only the responses that went down at least half
+    # as fast as the fastest (those that settled can drown a slope of e^{−100} in rounding); a
+    # fall L itself shows a quarter nat on must die out like a tail's (a super-exponential one
     # that Newton's shrinking steps do not follow), not go on like a hinge's linear piece
     return any(
         _falls_on(
@@ -814,7 +829,7 @@ def _falls_on(slope_along, theta: Tensor, unit: Tensor, *, decaying: bool = Fals
             return False
         if d < 0:
             first, last = first or -d, -d
-        elif last > 1e-30 * first and last > 1e-250:
+        elif _stops_dead(first, last):
             return False
         else:
             ended = True

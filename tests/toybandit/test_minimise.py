@@ -526,4 +526,6 @@ def test_thresholds_of_the_escape_tests():
     a = torch.tensor([[0.0, -1.0, -2.0]], dtype=F64)
     b = torch.tensor([[0.0, -2.0, -1.0]], dtype=F64) * (a.norm() / 5**0.5)  # cos 0.8
     turn = torch.tensor([[0.0, -1.0, -1.2]], dtype=F64)  # cos(a, turn) ≈ 0.97: turned 13°
-    assert _escaping([a] * 6) and not _escaping([a, turn] * 3) and not _escaping([a, b] * 3)
+    full = torch.ones_like(a, dtype=torch.bool)
+    assert _escaping([a] * 6, full) and not _escaping([a, turn] * 3, full)
+    assert not _escaping([a, b] * 3, full)
