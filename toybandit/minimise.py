@@ -261,7 +261,7 @@ def minimise_loss(
         return value
 
     history: list[Tensor] = []
-    converged, escaped, stalled = False, False, False
+    converged, escaped, stalled, saturated = False, False, False, False
     eps = torch.finfo(torch.float64).eps
     it = 0
     for it in range(1, int(steps) + 1):  # noqa: B007 (it is reported)
@@ -319,6 +319,7 @@ def minimise_loss(
             # apo_zero saturate in one long step); the escape is the whole way travelled
             history.append(theta - log_ref)
             escaped = _confirm_escape(slope_along, theta, history[-1], support, strict=0)
+            saturated = True
             break
         if _escaping(history, support):
             # the escaping coordinates only: Newton's rounding-level moves on the face (the
@@ -330,7 +331,11 @@ def minimise_loss(
                 break
 
     underflow = False
-    if (converged or stalled) and not escaped:
+    # out of steps: steepest descent along a linear piece (hinge), or Newton crawling down a
+    # super-exponential tail (f-DPO's α-divergence on a total order) whose gradient is ~1e-12
+    # when the steps run out; a saturated escape that was not confirmed is left unconfirmed
+    exhausted = it == int(steps) and not (converged or escaped or stalled or saturated)
+    if (converged or stalled or exhausted) and not escaped:
         cancels = _cancels(per_pair, weights, theta)
         if cancels is False:
             # "stationary" (or stalled) only because the gradient and the changes of L are
@@ -351,7 +356,7 @@ def minimise_loss(
     planes, unique = None, None
     deep = bool((theta - log_ref)[support].min() < -_DEEP)
     if not (converged or escaped):
-        stalled = True  # out of steps: steepest descent crawling along a linear piece (hinge)
+        stalled = True
     if stalled and not deep:
         # a kink of a non-smooth loss (hinge): Newton's model is useless there; for a convex
         # piecewise-smooth loss Kelley's cutting planes reach the minimum with a certified gap.
@@ -464,7 +469,9 @@ def _cutting_planes(
     checked against every earlier cut, a necessary condition for convexity: a violation returns
     None. The logits stay within ``box`` nats of the start and sum to their start per prompt
     (the gauge); a bound reached at the box, or a gap above ``gap_tol`` (relative to max(1, L))
-    after ``max_cuts`` cuts, returns None as well.
+    after ``max_cuts`` cuts, returns None as well. So does a gap closed only because every cut is
+    flat to within ``gap_tol`` but not exactly flat: that certifies an ε-minimum, which a smooth
+    loss's tail has everywhere far enough out, not a minimiser.
 
     Returns:
         (θ of the best point, certified gap), or None.
@@ -525,6 +532,12 @@ def _cutting_planes(
             return None
         gap = best[0] - lp.fun
         tol = gap_tol * max(1.0, abs(best[0]))
+        if gap <= tol and box * max(np.abs(g).sum() for g in grads) <= tol:
+            # every cut flat to within the tolerance: L is smooth with a tiny slope here (a
+            # tail Newton left, L − inf L ~ 1e-13), where any point passes; a kink has a real
+            # subgradient. Only exactly flat cuts (zero subgradients) certify a minimum
+            if any(np.any(g != 0) for g in grads):
+                return None
         if gap <= tol:
             if np.abs(best[2] - x0).max() <= box - 1e-6:
                 return best[1].reshape(theta.shape), max(gap, 0.0)

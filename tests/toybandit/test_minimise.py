@@ -404,6 +404,85 @@ def test_doubly_exponential_escape_is_not_called_a_minimiser():
     assert twin.finite and twin.converged and twin.unique
 
 
+def _alpha_total_order():
+    """f-DPO with the α-divergence (α = ½) on the total order 1 > 3 > 0 > 2 > 4: s(q) =
+    2(1 − e^{−q/2}), so the losers' pairs fall like e^{−2β e^{−q/2}Δ}. Newton crawls down this tail
+    and its 500 steps run out with the losers near q ≈ −17 and a gradient of ~1e-12 (the world of
+    ``wang2024.fdpo.deterministic``, seed 0, instance 121)."""
+    ref = torch.tensor(
+        [
+            0.14350575766476334,
+            0.15520569487415542,
+            0.13992663755014317,
+            0.12998936179650764,
+            0.43137254811443043,
+        ],
+        dtype=F64,
+    )
+    mu = torch.tensor(
+        [
+            0.023643383531906516,
+            0.5962885452092245,
+            0.024825811335322318,
+            0.060800080069557394,
+            0.2944421798539892,
+        ],
+        dtype=F64,
+    )
+    rank = torch.empty(5, dtype=torch.long)
+    rank[torch.tensor([1, 3, 0, 2, 4])] = torch.arange(5)
+    pref = (rank[:, None] < rank[None, :]).to(F64).fill_diagonal_(0.5)
+    alpha = losses.trl_pair_loss(
+        "sigmoid", 0.20494038139382942, f_divergence_type="alpha_divergence"
+    )
+    return alpha.fn, tb.population_pairs(pref, mu), ref
+
+
+def test_running_out_of_steps_on_a_tail_is_not_a_kink():
+    """Out of Newton steps on a super-exponential tail, the gradient is ~1e-12: the point is an
+    ε-minimum (L − inf L ≈ 1e-13), not a minimiser. It once went to cutting planes, whose first
+    cut closed the gap and printed "finite minimiser at a kink (gap 0)". The exhausted run must
+    take the tail test and every loser must vanish."""
+    loss, pairs, ref = _alpha_total_order()
+    got = minimise_loss(loss, pairs, ref)
+    assert not got.finite and got.converged, got.verdict
+    assert got.vanishing.tolist() == [True, False, True, True, True]
+    assert "kink" not in got.verdict
+
+
+def test_cutting_planes_refuse_a_gap_closed_by_tiny_slopes():
+    """Kelley's gap closes at once where every cut's slope is below gap_tol/box: any point of a
+    tail far enough out passes, so that is no certificate of a minimiser (None). Twin: the same
+    planes from π_ref, where the slopes are O(1), do not close the gap at the first cut."""
+    loss, pairs, ref = _alpha_total_order()
+    crawled = torch.tensor(  # q where the 500 steps ran out
+        [
+            -16.73312691807083,
+            1.8630039341307914,
+            -16.767318020417516,
+            -16.699485850549504,
+            -16.806926750448856,
+        ]
+    )
+    theta = (crawled.to(F64) + ref.log()).unsqueeze(0)
+    support = torch.ones_like(theta, dtype=torch.bool)
+    weights = pairs.weights / pairs.weights.sum()
+
+    def objective(flat):
+        log_pi = torch.log_softmax(flat.reshape(1, -1), -1)[0]
+        q = log_pi - ref.log()
+        return (weights * loss(q[pairs.chosen], q[pairs.rejected])).sum()
+
+    x = theta.reshape(-1).clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(objective(x), x)
+    assert 0 < 30 * g.abs().sum() < 1e-9  # the slopes that closed the gap before
+    assert _cutting_planes(objective, theta, support) is None
+    start = ref.log().unsqueeze(0)
+    x = start.reshape(-1).clone().requires_grad_(True)
+    (g0,) = torch.autograd.grad(objective(x), x)
+    assert g0.abs().sum() > 1e-3
+
+
 def test_a_stall_deep_in_a_tail_is_not_certified():
     """apo_down with μ ≠ π_ref drives π towards a vertex, where the bounded loss is flat to
     rounding; Newton stalls there and cutting planes would report "gap 0" on the plateau. The
