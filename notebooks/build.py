@@ -23,11 +23,20 @@ from nbclient import NotebookClient
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / "docs" / "course"
 
-SETUP = """import torch, matplotlib.pyplot as plt
-import toybandit as tb, tokenmdp as tm
-from course import check
+
+def setup(*packages: str) -> str:
+    """The head of a notebook's first code cell: its imports (of ``packages``, the ones it uses,
+    so that ruff finds none unused) and the print and figure settings."""
+    alias = {"tokenmdp": "tm", "toybandit": "tb"}
+    own = "".join(f"import {p} as {alias[p]}\n" for p in sorted(packages))
+    return f"""import matplotlib.pyplot as plt
+import torch
+
+{own}from course import check
+
 torch.set_printoptions(precision=4)
-plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80})"""
+plt.rcParams.update({{"figure.dpi": 80, "savefig.dpi": 80}})"""
+
 
 KL_BANDIT = [
     (
@@ -49,7 +58,7 @@ Setting the derivative of the Lagrangian to zero gives log π(y) = log π_ref(y)
     ),
     (
         "code",
-        SETUP
+        setup("toybandit")
         + """
 g = torch.Generator().manual_seed(0)
 reward = torch.tensor([1.0, 0.2, -0.5, 0.6, -1.0], dtype=torch.float64)
@@ -141,7 +150,7 @@ Human labels compare two responses: c = 1 when y₁ is preferred. If some score 
     ),
     (
         "code",
-        SETUP
+        setup("toybandit")
         + """
 reward = torch.tensor([1.2, 0.5, 0.0, -0.3, -1.4], dtype=torch.float64)
 P = tb.bradley_terry(reward)
@@ -168,7 +177,8 @@ compared with the truth.""",
     (
         "code",
         """mu = torch.full((5,), 0.2, dtype=torch.float64)
-centred = lambda r: r - r.mean()
+def centred(r):
+    return r - r.mean()
 pair_i, pair_j = (t.flatten() for t in torch.meshgrid(torch.arange(5), torch.arange(5), indexing="ij"))
 sizes, errors = [100, 300, 1000, 3000, 10000, 30000], []
 for n in sizes:
@@ -240,7 +250,7 @@ Put this into the Bradley–Terry loss of notebook 2 and the reward model disapp
     ),
     (
         "code",
-        SETUP
+        setup("toybandit")
         + """
 g = torch.Generator().manual_seed(3)
 reward = torch.randn(5, generator=g, dtype=torch.float64)
@@ -263,7 +273,8 @@ reward differences converging during the fit.""",
         """mu = torch.full((5,), 0.2, dtype=torch.float64)
 pairs = tb.population_pairs(tb.bradley_terry(reward), mu)
 fitted = tb.fit_policy(pairs.chosen, pairs.rejected, ref, beta=beta, weights=pairs.weights)
-gap = lambda r: r[:, None] - r[None, :]
+def gap(r):
+    return r[:, None] - r[None, :]
 errs = [(gap(beta * tb.logratios(tb.fit_policy(pairs.chosen, pairs.rejected, ref, beta=beta, weights=pairs.weights, steps=s), ref)) - gap(reward)).abs().max().item() for s in range(1, 7)]
 fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3))
 x = torch.arange(5)
@@ -351,7 +362,7 @@ IPO optimum is the Gibbs policy of notebook 1 for s†, π*(y) ∝ π_ref(y) exp
     ),
     (
         "code",
-        SETUP
+        setup("toybandit")
         + """
 g = torch.Generator().manual_seed(0)
 pref = tb.random_preference(4, generator=g, kind="cyclic")   # y0 ≻ y1 ≻ y2 ≻ y0
@@ -368,7 +379,8 @@ pref, score, star""",
 im = a.imshow(pref, cmap="RdBu", vmin=0, vmax=1); fig.colorbar(im, ax=a); a.set(title="a cyclic P(y_i ≻ y_j)", xlabel="j", ylabel="i")
 x = torch.arange(4)
 b.bar(x - 0.25, ref, 0.25, color="k", label="π_ref"); b.bar(x, mu, 0.25, color="C2", label="μ"); b.bar(x + 0.25, star, 0.25, label="π*_IPO, β=0.5")
-for i, s in enumerate(score.tolist()): b.text(i, 0.02, f"s†={s:.2f}", ha="center", fontsize=7, rotation=90, color="w")
+for i, s in enumerate(score.tolist()):
+    b.text(i, 0.02, f"s†={s:.2f}", ha="center", fontsize=7, rotation=90, color="w")
 b.set(xlabel="response"); b.legend(fontsize=7); fig.tight_layout()""",
     ),
     (
@@ -500,7 +512,7 @@ quantity at the child node.""",
     ),
     (
         "code",
-        SETUP
+        setup("tokenmdp", "toybandit")
         + """
 tree = tm.random_tree(3, 3, eos=0, generator=torch.Generator().manual_seed(5))
 reward = torch.randn(tree.n_nodes, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
@@ -600,7 +612,7 @@ few tokens form the same kind of tree (see the lab page of the docs).""",
     ),
     (
         "code",
-        SETUP
+        setup("tokenmdp")
         + """
 tree = tm.random_tree(3, 3, eos=0, generator=torch.Generator().manual_seed(7))
 beta = 0.5
@@ -689,7 +701,7 @@ the constant as −V*(s₀), which does not move the argmax).""",
     ),
     (
         "code",
-        SETUP
+        setup("tokenmdp")
         + """
 tree = tm.random_tree(3, 4, eos=0, generator=torch.Generator().manual_seed(11))
 beta = 0.5
@@ -711,7 +723,9 @@ the final reward is paid early, at the token that decided it.""",
 leaves = tree.leaves
 def path(n):
     out = []
-    while n > 0: out.append(n); n = tree.parent[n].item()
+    while n > 0:
+        out.append(n)
+        n = tree.parent[n].item()
     return out[::-1]
 fig, axes = plt.subplots(1, 2, figsize=(8, 3), sharey=True)
 for ax, n, name in [(axes[0], leaves[R.argmax()].item(), "best"), (axes[1], leaves[R.argmin()].item(), "worst")]:
@@ -736,9 +750,9 @@ for k in range(1, tree.max_depth + 1):
     rows.append((guided, likely, myopic))
 ks = range(1, tree.max_depth + 1)
 plt.figure(figsize=(5, 3))
-plt.plot(ks, [score12[g].item() for g, _, _ in rows], "o-", label="value-guided (12)")
-plt.plot(ks, [score12[l].item() for _, l, _ in rows], "x--", label="likelihood on π* (13)")
-plt.plot(ks, [score12[m].item() for _, _, m in rows], "s:", label="myopic (no V*)")
+plt.plot(ks, [score12[node].item() for node, _, _ in rows], "o-", label="value-guided (12)")
+plt.plot(ks, [score12[node].item() for _, node, _ in rows], "x--", label="likelihood on π* (13)")
+plt.plot(ks, [score12[node].item() for _, _, node in rows], "s:", label="myopic (no V*)")
 plt.xlabel("search depth K"); plt.ylabel("objective (12) of the chosen prefix"); plt.legend(fontsize=7); plt.tight_layout()
 rows""",
     ),
@@ -806,7 +820,7 @@ and, where no reward exists, the maximal lottery ML, a distribution that no resp
     ),
     (
         "code",
-        SETUP
+        setup("toybandit")
         + """
 torch.set_num_threads(1)   # thousands of tiny Newton steps: threads only add overhead
 beta = 0.5
@@ -822,7 +836,7 @@ fit.verdict, (fit.policy - star).abs().max()""",
     ),
     (
         "md",
-        """**The atlas.** Every loss on every world at β = 0.5 (about 5 s). Each cell is the distance from π̂ to
+        """**The atlas.** Every loss on every world at β = 0.5. Each cell is the distance from π̂ to
 the world's target, named in the column; yellow is exact. ∅: no finite minimiser — the loss keeps
 falling as some π(y) → 0, so training never settles; \\*: a non-convex loss, whose minimiser is the one
 that descent from π_ref reaches; n.c.: not certified.""",
@@ -895,15 +909,18 @@ from π*. Right: KL(π̂‖π*) as each knob moves, in the atlas's noisy world (
         "code",
         """w = WORLD["noisy"]
 pairs = tb.population_pairs(w.pref, w.mu)
-minimiser = lambda loss: tb.minimise_loss(loss, pairs, w.ref).policy
+def minimiser(loss):
+    return tb.minimise_loss(loss, pairs, w.ref).policy
+def smoothed(loss, eps):   # the loss at strength β with label_smoothing = eps
+    return lambda c, r: loss(c, r, beta, label_smoothing=eps)
 smoothing = [0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25]
-robust = [tb.kl_divergence(minimiser(lambda c, r: tb.losses.robust(c, r, beta, label_smoothing=s)), star) for s in smoothing]
-cdpo = [tb.kl_divergence(minimiser(lambda c, r: tb.losses.dpo(c, r, beta, label_smoothing=s)), star) for s in smoothing]
+robust = [tb.kl_divergence(minimiser(smoothed(tb.losses.robust, s)), star) for s in smoothing]
+cdpo = [tb.kl_divergence(minimiser(smoothed(tb.losses.dpo, s)), star) for s in smoothing]
 fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
 a.bar(x - 0.3, star, 0.2, color="C3", label="π* (of the clean labels)")
 a.bar(x - 0.1, by["sigmoid", "noisy"].policy, 0.2, color="C0", label="sigmoid")
 a.bar(x + 0.1, by["robust", "noisy"].policy, 0.2, color="C1", label="robust, label_smoothing = ε")
-a.bar(x + 0.3, minimiser(lambda c, r: tb.losses.dpo(c, r, beta, label_smoothing=0.1)), 0.2, color="C2", label="sigmoid, label_smoothing = ε")
+a.bar(x + 0.3, minimiser(smoothed(tb.losses.dpo, 0.1)), 0.2, color="C2", label="sigmoid, label_smoothing = ε")
 a.set(title=w.description, xticks=x, xticklabels=w.responses, ylabel="π̂(y)"); a.legend(fontsize=7)
 b.plot(smoothing, robust, "o-", color="C1", label="robust"); b.plot(smoothing, cdpo, "s-", color="C2", label="sigmoid (cDPO)")
 b.axvline(tb.atlas.NOISE, color="k", ls=":", lw=0.8)
@@ -929,7 +946,8 @@ TRL's `ipo` against the paper's IPO (the atlas's `ipo (summed)`, which TRL does 
         "code",
         """w = WORLD["token_tree"]
 betas = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
-mean_length = lambda p: (p * w.lengths).sum().item()
+def mean_length(p):
+    return (p * w.lengths).sum().item()
 curves = [
     ("π* (sigmoid: summed)", "C3", "-", [mean_length(tb.optimal_policy(w.reward, w.ref, b)) for b in betas]),
     ("sigmoid_norm (token-averaged)", "C3", "--", [tb.atlas.entry(LOSS["sigmoid_norm"], w, b).mean_length for b in betas]),
@@ -941,7 +959,7 @@ y = torch.arange(len(w.responses))
 a.bar(y - 0.27, w.ref, 0.27, color="k", label="π_ref")
 a.bar(y, tb.optimal_policy(w.reward, w.ref, beta), 0.27, color="C3", label="π* (sigmoid)")
 a.bar(y + 0.27, by["sigmoid_norm", "token_tree"].policy, 0.27, color="C0", label="sigmoid_norm")
-a.set_xticks(y, [f"{s}\\n|y| = {n:.0f}\\nr = {r:g}" for s, n, r in zip(w.responses, w.lengths.tolist(), w.reward.tolist())], fontsize=7)
+a.set_xticks(y, [f"{s}\\n|y| = {n:.0f}\\nr = {r:g}" for s, n, r in zip(w.responses, w.lengths.tolist(), w.reward.tolist(), strict=True)], fontsize=7)
 a.set(ylabel="π̂(y)", title="the token-tree world, β = 0.5"); a.legend(fontsize=7)
 for name, colour, style, v in curves:
     b.semilogx(betas, v, marker="o", ms=3, color=colour, ls=style, label=name)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .reference import group_logsumexp
 from .registry import Claim, run_claim, select
 
 FAULT_INSTANCES = 3
@@ -81,9 +82,10 @@ def _finite_log_ref(tree):
 def _solve_copy(levels: Callable[[int], range], backup: Callable | None = None):
     """A copy of tokenmdp.soft_solve's loop (1-D rewards) with the levels or the kernel replaced."""
     from tokenmdp import solve as s
+    from tokenmdp.validation import edge_values
 
     def soft_solve(tree, reward, beta):
-        reward = s._edge_values(tree, reward, "reward").to(torch.float64)
+        reward = edge_values(tree, reward, "reward").to(torch.float64)
         q, lp, val = torch.empty_like(reward), torch.empty_like(reward), torch.zeros_like(reward)
         scratch = s._scratch(tree, reward)
         for d in levels(tree.max_depth):
@@ -98,17 +100,17 @@ def _solve_copy(levels: Callable[[int], range], backup: Callable | None = None):
 
 
 def _backup(aggregate: str = "logsumexp", normalise: bool = True):
-    """One level of eq. (6) written with scatter ops, with the aggregate or normaliser broken."""
+    """One level of eq. (6) written with scatter ops (the reference's logsumexp), with the
+    aggregate or normaliser broken."""
 
     def backup(tree, d, lp, val, scratch, beta):
         rows = tree.level(d)
         x, parent = lp[rows].clone(), tree.parent[rows]
-        m = torch.full_like(val, -math.inf).scatter_reduce(0, parent, x, "amax", include_self=True)
         if aggregate == "max":
-            agg = m
+            agg = torch.full_like(val, -math.inf)
+            agg = agg.scatter_reduce(0, parent, x, "amax", include_self=True)
         else:
-            total = torch.zeros_like(val).index_add(0, parent, (x - m[parent]).exp())
-            agg = m + total.log()
+            agg = group_logsumexp(x, parent, val.shape[0])
         has = torch.zeros_like(val, dtype=torch.bool)
         has[parent] = True
         val[has] = beta * agg[has]
@@ -304,8 +306,10 @@ FAULTS: tuple[Fault, ...] = (
     Fault("toybandit.losses.apo-zero-rejected-sign", "toybandit.losses", "apo_zero",
           _apo_zero_rejected_sign, "APO-zero rewarding the rejected response's likelihood",
           ATLAS),
-    Fault("toybandit.minimise.no-escape", "toybandit.minimise", "_confirm_escape",
-          lambda f: lambda *a, **k: False, "minimise_loss never confirms an escape", ATLAS),
+    Fault("toybandit.minimise.any-escape", "toybandit.minimise", "_confirm_escape",
+          lambda f: lambda *a, **k: True,
+          "minimise_loss confirms every escape it suspects, a linear piece ending at a flat set "
+          "too", ATLAS),
     Fault("toybandit.minimise.underflow-is-a-minimum", "toybandit.minimise", "_confirm_falling",
           lambda f: lambda *a, **k: False,
           "minimise_loss takes a loss underflowed to its asymptote for a minimum", ATLAS),

@@ -37,15 +37,9 @@ MIRRORED = (
 
 
 def tiny_model(seed: int = 0, vocab_size: int = 64):
-    """A 2-layer GPT-2 with a ``vocab_size``-token vocabulary and random weights, in float64."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    config = GPT2Config(
-        vocab_size=vocab_size, n_positions=32, n_embd=32, n_layer=2, n_head=2, bos_token_id=1,
-        eos_token_id=1, pad_token_id=0,
-    )  # fmt: skip
-    torch.manual_seed(seed)
-    return GPT2LMHeadModel(config).eval().double()
+    """A 2-layer GPT-2 with a ``vocab_size``-token vocabulary and random weights, in float64
+    (:func:`tokenmdp.lm.tiny_gpt2` with its defaults)."""
+    return tlm.tiny_gpt2(vocab_size, seed=seed, dtype=torch.float64)
 
 
 def load_checkpoint(path: str):

@@ -89,9 +89,8 @@ def _(w: World) -> float:
         ),
     )
     others = [torch.as_tensor(_scipy_argmax1(w))]
-    g = torch.Generator().manual_seed(int(1e6 * w.beta))
     for scale in (1e-3, 1e-1, 1.0):
-        noise = scale * torch.randn(len(star), generator=g, dtype=torch.float64)
+        noise = scale * torch.randn(len(star), generator=w.g, dtype=torch.float64)
         others.append(torch.softmax(star.log() + noise, -1))
     beaten = max(0.0, max((_objective1(p, w) - best).item() for p in others))
     return max(gap, beaten)
@@ -111,8 +110,7 @@ def _(w: World) -> float:
 )
 def _(w: World) -> Miss:
     star = tb.optimal_policy(w.reward, w.ref, w.beta)
-    g = torch.Generator().manual_seed(int(1e6 * w.beta))
-    a, b = random_policy(g, len(w.ref)), random_policy(g, len(w.ref))
+    a, b = random_policy(w.g, len(w.ref)), random_policy(w.g, len(w.ref))
     const = [_objective1(p, w) - tb.kl_divergence(p, star) for p in (a, b)]
     truth_star = gibbs(w.reward, w.ref, w.beta)
     predicted = -(1 + w.beta) * (kl(a, truth_star) - kl(b, truth_star))
@@ -143,8 +141,7 @@ def _gibbs_gap(w: World, policy) -> float:
     reference="(1), KL(π‖π*) and β log Z written here (worlds.kl, worlds.gibbs, worlds.log_z)",
 )
 def _(w: World) -> float:
-    g = torch.Generator().manual_seed(int(1e6 * w.beta))
-    return _gibbs_gap(w, random_policy(g, len(w.ref)))
+    return _gibbs_gap(w, random_policy(w.g, len(w.ref)))
 
 
 # -- sec. 2.1: the Bradley–Terry specification (2) and the logistic MLE (3) -------------------------
@@ -341,9 +338,7 @@ def _(w: World) -> float:
     instances=6,
 )
 def _(w: World) -> float:
-    pref = tb.random_preference(
-        len(w.ref), generator=torch.Generator().manual_seed(len(w.ref)), kind="deterministic"
-    )
+    pref = tb.random_preference(len(w.ref), generator=w.g, kind="deterministic")
     winner = int(pref.sum(-1).argmax())
     pairs = tb.population_pairs(pref, w.mu)
     worst = 0.0
@@ -391,9 +386,8 @@ def _(w: World) -> float:
 )
 def _(w: World) -> float:
     worst = maxabs("E[v]", w.mu @ w.pref @ w.mu, 0.5)
-    g = torch.Generator().manual_seed(len(w.mu))
     for kind in tb.PREFERENCE_KINDS:
-        pref = tb.random_preference(len(w.mu), generator=g, kind=kind)
+        pref = tb.random_preference(len(w.mu), generator=w.g, kind=kind)
         worst = max(
             worst,
             maxabs(f"{kind}: (8a) below 0", pref.clamp(max=0.0), 0.0),
@@ -420,8 +414,8 @@ def _(w: World) -> float:
 
 
 def _policies(w: World):
-    g = torch.Generator().manual_seed(int(1e6 * w.beta) + 1)
-    return random_policy(g, len(w.ref)), random_policy(g, len(w.ref))
+    """Two random policies drawn from the instance's generator."""
+    return random_policy(w.g, len(w.ref)), random_policy(w.g, len(w.ref))
 
 
 def _lemma_gap(w: World, pairs_from) -> float:

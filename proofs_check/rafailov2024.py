@@ -14,25 +14,18 @@ import tokenmdp as tm
 import toybandit as tb
 
 from . import registry
+from .reference import children_logsumexp, enumerated_policy, sequence_sums, soft_values
 from .registry import Miss, Outcome, maxabs, miss
-from .worlds import (
-    TreeWorld,
-    bt_world,
-    deep_tree_world,
-    enumerated_policy,
-    gibbs,
-    kl,
-    log_z,
-    sequence_sums,
-    soft_values,
-    tree_world,
-)
+from .worlds import TreeWorld, bt_world, deep_tree_world, gibbs, kl, log_z, tree_world
 
 SRC = "Rafailov et al. 2024"
 ERRATUM, NEEDS, IDENTITY = Outcome.ERRATUM, Outcome.NEEDS_ASSUMPTION, Outcome.IDENTITY
 claim = partial(registry.claim, tags=("tree",))
 
-ENUM = "Q*, V*, π* enumerated over complete sequences (worlds.soft_values: no recursion, no tokenmdp kernel)"
+ENUM = (
+    "Q*, V*, π* enumerated over complete sequences (reference.soft_values: no recursion, no "
+    "tokenmdp kernel)"
+)
 
 PATH = (
     "sums of ≤ 4 edges of size ≤ 10², logsumexp over ≤ 256 sequences: rounding ≤ 1e-12; 1e-9 "
@@ -92,7 +85,7 @@ def _leaf_reach(w: TreeWorld):
     draw=tree_world,
     tolerance=1e-12,
     why="two exponentials of sums ≤ 12 in float64",
-    reference="the printed ratio of exponentials of path sums gathered here (worlds.sequence_sums)",
+    reference="the printed ratio of exponentials of path sums gathered here (reference.sequence_sums)",
 )
 def _(w: TreeWorld) -> float:
     total = sequence_sums(w.tree, w.reward)
@@ -268,7 +261,7 @@ def _(w) -> float:
     draw=_impossible_world,
     tolerance=1e-9,
     why=PATH,
-    reference=ENUM + "; eq. (6) by a scatter logsumexp written here",
+    reference=ENUM + "; eq. (6) by the reference's scatter logsumexp",
 )
 def _(w: TreeWorld) -> float:
     q, v = soft_values(w.tree, w.reward, w.beta)
@@ -278,22 +271,15 @@ def _(w: TreeWorld) -> float:
     log_pi = torch.where(q == -math.inf, -math.inf, (q - v[parent]) / w.beta)
     worst = max(worst, _maxabs(sol.log_policy[1:], log_pi[1:], name="log π* (5)"))
     # (6): V*(s) = β log Σ_a exp(Q*(s, a)/β), a logsumexp over each state's children by scatter
-    child, x = parent[1:], q[1:] / w.beta
-    m = torch.zeros_like(v).scatter_reduce(0, child, x, "amax", include_self=False)
-    total = torch.zeros_like(v).index_add(0, child, (x - m[child]).exp())
     internal = ~w.tree.terminal
-    six = w.beta * (m + total.log())
+    six = w.beta * children_logsumexp(w.tree, q / w.beta)
     worst = max(worst, _maxabs(six[internal], v[internal], name="(6)"))
     return worst + _maxabs(v[w.tree.terminal], 0.0, name="V* at terminal states")
 
 
 def _inverse7(tree, q, beta):
-    """Eq. (7) solved for r with V from (6) by a scatter logsumexp written here (not tokenmdp's)."""
-    parent = tree.parent.clamp(min=0)
-    child, x = parent[1:], q[1:] / beta
-    m = torch.zeros_like(q).scatter_reduce(0, child, x, "amax", include_self=False)
-    total = torch.zeros_like(q).index_add(0, child, (x - m[child]).exp())
-    v = torch.where(tree.terminal, 0.0, beta * (m + total.log()))
+    """Eq. (7) solved for r with V from (6) by the reference's scatter logsumexp (not tokenmdp's)."""
+    v = torch.where(tree.terminal, 0.0, beta * children_logsumexp(tree, q / beta))
     r = q - beta * tree.log_ref - v
     r[0] = 0.0
     return r
@@ -308,7 +294,7 @@ def _inverse7(tree, q, beta):
     draw=tree_world,
     tolerance=1e-9,
     why=PATH,
-    reference=ENUM + "; eq. (7) inverted by a scatter logsumexp written here",
+    reference=ENUM + "; eq. (7) inverted by the reference's scatter logsumexp",
 )
 def _(w: TreeWorld) -> float:
     sol, gap = _solve(w)
@@ -613,7 +599,7 @@ def _shaping_gap(w: TreeWorld, terminal: str) -> float:
     draw=tree_world,
     tolerance=1e-9,
     why=PATH,
-    reference="π* of the shaped reward enumerated over complete sequences (worlds.soft_values); "
+    reference="π* of the shaped reward enumerated over complete sequences (reference.soft_values); "
     "its preferences from path sums",
 )
 def _(w: TreeWorld) -> float:
@@ -692,7 +678,7 @@ def _(w: TreeWorld) -> float:
     draw=_impossible_world,
     tolerance=1e-9,
     why=PATH,
-    reference="V* enumerated over complete sequences (worlds.soft_values)",
+    reference="V* enumerated over complete sequences (reference.soft_values)",
 )
 def _(w: TreeWorld) -> float:
     sol = tm.soft_solve(w.tree, w.reward, w.beta)
@@ -871,13 +857,10 @@ def _(w: TreeWorld) -> float:
 
 
 def _random_tree_policy(w: TreeWorld):
-    """log π: a log-softmax of random logits over each state's children, written here."""
+    """log π: a log-softmax of random logits over each state's children, by the reference's
+    scatter logsumexp."""
     logits = 2 * torch.randn(w.tree.n_nodes, generator=w.g, dtype=torch.float64).to(w.reward.device)
-    parent = w.tree.parent.clamp(min=0)
-    child, x = parent[1:], logits[1:]
-    m = torch.zeros_like(logits).scatter_reduce(0, child, x, "amax", include_self=False)
-    s = torch.zeros_like(logits).index_add(0, child, (x - m[child]).exp())
-    log_pi = logits - m[parent] - s[parent].log()
+    log_pi = logits - children_logsumexp(w.tree, logits)[w.tree.parent.clamp(min=0)]
     log_pi[0] = 0.0
     return log_pi
 

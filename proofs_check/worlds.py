@@ -1,5 +1,5 @@
-"""Seeded random instances for the claims, and brute-force references that share no code with the
-solvers they check (enumeration over complete sequences, plain sums)."""
+"""Seeded random instances for the claims, and closed forms for the bandit written here, sharing
+no code with toybandit. The token-tree references are :mod:`proofs_check.reference`."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def _distribution(g: torch.Generator, n: int, spread: float = 1.5) -> Tensor:
 
 class World(NamedTuple):
     """A one-prompt preference bandit: P [Y, Y], μ, π_ref, a reward s (Bradley–Terry worlds: P =
-    σ(s_i − s_j)), β, and a second behaviour law ν for the broken-assumption twins."""
+    σ(s_i − s_j)), β, a second behaviour law ν for the broken-assumption twins, and the instance's
+    generator for claims that draw more (policies, preferences)."""
 
     pref: Tensor
     mu: Tensor
@@ -42,6 +43,7 @@ class World(NamedTuple):
     reward: Tensor
     beta: float
     nu: Tensor
+    g: torch.Generator
 
 
 def world(g: torch.Generator, device=None, *, kind: str = "general") -> World:
@@ -53,7 +55,7 @@ def world(g: torch.Generator, device=None, *, kind: str = "general") -> World:
     else:
         pref = tb.random_preference(n, generator=g, kind=kind)
     return World(
-        pref, _distribution(g, n), _distribution(g, n), reward, _beta(g), _distribution(g, n)
+        pref, _distribution(g, n), _distribution(g, n), reward, _beta(g), _distribution(g, n), g
     )
 
 
@@ -110,51 +112,6 @@ def deep_tree_world(g: torch.Generator, device=None) -> TreeWorld:
     return TreeWorld(tree.to(device), reward.to(device), _beta(g), g)
 
 
-# -- brute force over complete sequences ---------------------------------------------------------
-
-
-def paths(tree: tm.TokenTree) -> Tensor:
-    """[L, D] node index of each leaf's path (root excluded), padded with N (a slot holding 0)."""
-    nodes = tree.path_nodes()
-    return torch.where(nodes >= 0, nodes, tree.n_nodes)
-
-
-def sequence_sums(tree: tm.TokenTree, values: Tensor) -> Tensor:
-    """Σ of a per-edge quantity along each complete sequence, by gathering the whole path."""
-    padded = torch.cat([values, values.new_zeros(1)])
-    return padded[paths(tree)].sum(-1)
-
-
-def soft_values(tree: tm.TokenTree, reward: Tensor, beta: float) -> tuple[Tensor, Tensor]:
-    """(Q*, V*) per node from enumeration, no recursion over states:
-
-    V*(s) = β log Σ_{leaves y below s} exp(Σ_{edges from s to y} (r/β + log π_ref)),
-    Q*(s, a) = r(s, a) + β log π_ref(a|s) + V*(s·a).
-    """
-    step = reward / beta + tree.log_ref
-    p = paths(tree)  # [L, D]
-    padded = torch.cat([step, step.new_zeros(1)])[p]
-    total = padded.sum(-1)
-    # suffix sums: below[l, t] = Σ of the edges after the (t + 1)-th (no ∞ − ∞ from a subtraction)
-    from_t = torch.flip(torch.cumsum(torch.flip(padded, [-1]), -1), [-1])
-    below = torch.cat([from_t[:, 1:], from_t.new_zeros(from_t.shape[0], 1)], -1)
-    n = tree.n_nodes
-    v = torch.full((n,), -math.inf, dtype=reward.dtype, device=reward.device)
-    # the root sees every leaf with its whole sum; node p[l, t] sees total − before[l, t]
-    v[0] = torch.logsumexp(total, 0)
-    valid = p < n
-    flat_nodes, flat_vals = p[valid], below[valid]
-    v = v.scatter_reduce(0, flat_nodes, flat_vals, "amax", include_self=True)
-    m = torch.where(torch.isfinite(v), v, 0.0)
-    acc = torch.zeros_like(v).index_add(0, flat_nodes, (flat_vals - m[flat_nodes]).exp())
-    v_below = m + acc.log()
-    v = torch.where(torch.arange(n, device=v.device) == 0, v, v_below)
-    v = torch.where(tree.terminal, 0.0, beta * v)
-    q = reward + beta * tree.log_ref + v
-    q[0] = 0.0
-    return q, v
-
-
 # -- closed forms written here, sharing no code with toybandit ----------------------------------
 
 
@@ -176,14 +133,3 @@ def kl(p: Tensor, q: Tensor) -> Tensor:
     """Σ p log p/q with 0 log 0 = 0, written directly."""
     seen = p > 0
     return (p[seen] * (p[seen].log() - q[seen].log())).sum()
-
-
-def enumerated_policy(
-    tree: tm.TokenTree, reward: Tensor, beta: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(Q*, V*, log π*) from :func:`soft_values`: log π*(a|s) = (Q*(s, a) − V*(s))/β."""
-    q, v = soft_values(tree, reward, beta)
-    parent = tree.parent.clamp(min=0)
-    log_pi = torch.where(q == -math.inf, -math.inf, (q - v[parent]) / beta)
-    log_pi[0] = 0.0
-    return q, v, log_pi

@@ -10,9 +10,13 @@ PACKAGES = [
     "toybandit",
     "toybandit.losses",
     "toybandit.strategies",
+    "toybandit.validation",
     "tokenmdp",
+    "tokenmdp.segments",
     "tokenmdp.strategies",
+    "tokenmdp.validation",
     "proofs_check",
+    "proofs_check.reference",
 ]
 
 

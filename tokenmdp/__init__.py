@@ -3,7 +3,9 @@
 A :class:`TokenTree` holds the states of the MDP (breadth-first, per-edge values at the child
 node, see ``docs/conventions.md``); :func:`soft_solve` gives Q*, V*, π* by backward induction and
 :func:`reward_from_q` inverts it (Lemma 1). Sequence-level views, shaping, search and token-level
-DPO/IPO training build on those two.
+DPO/IPO training build on those two. Shared helpers are public modules: :mod:`tokenmdp.segments`
+(logsumexp and log-softmax over each state's children) and :mod:`tokenmdp.validation` (checks of
+tree-valued inputs).
 """
 
 from .minimise import TreeLossMinimum, minimise_tree_loss

@@ -17,13 +17,14 @@ from typing import NamedTuple
 
 import torch
 
-from toybandit import _validation as v
 from toybandit import minimise_loss
+from toybandit import validation as v
 from toybandit.data import PreferencePairs
 from toybandit.minimise import LossMinimum
 
 from .sequences import path_sum, token_policy
 from .tree import TokenTree
+from .validation import leaf_positions
 
 Tensor = torch.Tensor
 
@@ -101,15 +102,8 @@ def minimise_tree_loss(
 def _ld_inputs(tree: TokenTree, pairs: PreferencePairs, leaf_log_ref: Tensor, alpha: float):
     """pair_inputs for LD-DPO: q_LD of each pair's two sequences from the leaf law."""
     n_leaves = leaf_log_ref.numel()
-    for name in ("chosen", "rejected"):
-        idx = torch.as_tensor(getattr(pairs, name))
-        if (
-            idx.is_floating_point()
-            or idx.dim() != 1
-            or (idx.numel() and (idx.min() < 0 or idx.max() >= n_leaves))
-        ):
-            raise ValueError(f"pairs.{name} must be leaf positions in [0, {n_leaves})")
-    chosen, rejected = torch.as_tensor(pairs.chosen).long(), torch.as_tensor(pairs.rejected).long()
+    chosen = leaf_positions(pairs.chosen, "pairs.chosen", n_leaves).cpu()
+    rejected = leaf_positions(pairs.rejected, "pairs.rejected", n_leaves).cpu()
     paths = tree.path_nodes().cpu()  # [L, D]: node after t + 1 tokens, −1 past the end
     depth = tree.depth[tree.leaves].cpu()
     shared = torch.minimum(depth[chosen], depth[rejected])  # ≥ 1: every sequence has a token

@@ -6,11 +6,11 @@ from typing import NamedTuple
 
 import torch
 
-from toybandit import _validation as v
+from toybandit import validation as v
 
 from .sequences import prefix_sum
-from .solve import _as_values, _edge_values
 from .tree import TokenTree
+from .validation import edge_values, node_values
 
 Tensor = torch.Tensor
 
@@ -120,13 +120,13 @@ def best_prefix(tree: TokenTree, scores, depth: int, *, value=None) -> Best:
     nodes = frontier(tree, depth)
     total = prefix_sum(tree, scores)[nodes]
     if value is not None:
-        total = total + _edge_values(tree, value, "value")[nodes]
+        total = total + edge_values(tree, value, "value")[nodes]
     k = int(total.argmax())
     return Best(int(nodes[k]), float(total[k]))
 
 
 def _scores(tree: TokenTree, scores) -> Tensor:
-    scores = _as_values(tree, scores, "scores")
+    scores = node_values(tree, scores, "scores")
     if scores.dim() != 1:
         raise ValueError(f"scores must be one value per node, shape [N], got {tuple(scores.shape)}")
     if torch.isnan(scores).any() or (scores[1:] == float("inf")).any():

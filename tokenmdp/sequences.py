@@ -7,10 +7,11 @@ import math
 
 import torch
 
-from toybandit import _validation as v
+from toybandit import validation as v
 
-from .solve import _as_values, _beta, _edge_values
-from .tree import TokenTree, segment_logsumexp
+from .segments import segment_logsumexp
+from .tree import TokenTree
+from .validation import batch_beta, edge_values, node_values
 
 Tensor = torch.Tensor
 
@@ -24,7 +25,7 @@ def prefix_sum(tree: TokenTree, values) -> Tensor:
     Returns:
         [..., N].
     """
-    x = _as_values(tree, values, "values").movedim(-1, 0)
+    x = node_values(tree, values, "values").movedim(-1, 0)
     out = torch.empty_like(x)
     out[0] = 0.0
     for d in range(1, tree.max_depth + 1):
@@ -57,7 +58,7 @@ def as_bandit(tree: TokenTree, reward) -> tuple[Tensor, Tensor]:
     Returns:
         (reward per leaf [..., L], π_ref per leaf [L]).
     """
-    reward = _edge_values(tree, reward, "reward")
+    reward = edge_values(tree, reward, "reward")
     return path_sum(tree, reward), path_sum(tree, tree.log_ref).exp()
 
 
@@ -175,8 +176,8 @@ def shape_reward(tree: TokenTree, reward, potential, *, strict: bool = True) -> 
     Raises:
         ValueError: with ``strict``, a terminal state has Φ ≠ 0 (the message names it).
     """
-    reward = _edge_values(tree, reward, "reward")
-    potential = _edge_values(tree, potential, "potential")
+    reward = edge_values(tree, reward, "reward")
+    potential = edge_values(tree, potential, "potential")
     if not torch.isfinite(potential[..., 0]).all():
         raise ValueError("potential must be finite at the root")
     if strict:
@@ -216,8 +217,8 @@ def recover_potential(tree: TokenTree, reward, shaped, *, edges=None) -> tuple[T
     Raises:
         ValueError: ``edges`` is not such a subtree.
     """
-    reward = _edge_values(tree, reward, "reward")
-    shaped = _edge_values(tree, shaped, "shaped")
+    reward = edge_values(tree, reward, "reward")
+    shaped = edge_values(tree, shaped, "shaped")
     edges = reachable(tree) if edges is None else _subtree_mask(tree, edges)
     shape = (-1, *([1] * (reward.dim() - 1)))
     diff = (shaped - reward).movedim(-1, 0)
@@ -264,14 +265,14 @@ def _subtree_mask(tree: TokenTree, edges) -> Tensor:
 
 def _beta_last(beta, like: Tensor):
     """β made to broadcast against [..., N]."""
-    beta = _beta(beta, like)
+    beta = batch_beta(beta, like)
     return beta.unsqueeze(-1) if torch.is_tensor(beta) else beta
 
 
 def _log_policy(tree: TokenTree, log_policy) -> Tensor:
     """A tree policy: log π per edge [..., N], the children of every state logsumexp to 0 (the
     tolerance of ``log_ref``), no NaN or +inf, and no mass on an edge with π_ref = 0."""
-    log_policy = _as_values(tree, log_policy, "log_policy")
+    log_policy = node_values(tree, log_policy, "log_policy")
     if torch.isnan(log_policy).any() or (log_policy == math.inf).any():
         raise ValueError("log_policy must hold log-probabilities (no NaN or +inf)")
     x = log_policy.movedim(-1, 0)

@@ -9,10 +9,9 @@ from typing import NamedTuple
 
 import torch
 
-from toybandit import _validation as v
-from toybandit.optimal import _prompt_param
-
+from .segments import segment_log_softmax_
 from .tree import SOLVE_BYTES_PER_NODE, TokenTree, check_size
+from .validation import batch_beta, edge_values, node_values
 
 Tensor = torch.Tensor
 
@@ -60,12 +59,12 @@ def soft_solve(tree: TokenTree, reward, beta) -> Solution:
     >>> sol.log_policy.exp(), sol.v[0].exp()               # π* ∝ (1, 3); Z = ½ + 3/2 = 2
     (tensor([1.0000, 0.2500, 0.7500], dtype=torch.float64), tensor(2.0000, dtype=torch.float64))
     """
-    reward = _as_values(tree, reward, "reward")
+    reward = node_values(tree, reward, "reward")
     _check_solve_size(tree, reward, "soft_solve")
     with intra_op_threads(reward):
-        reward = _edge_values(tree, reward, "reward")
+        reward = edge_values(tree, reward, "reward")
         reward = reward.to(torch.promote_types(reward.dtype, tree.log_ref.dtype))
-        beta = _beta(beta, reward)
+        beta = batch_beta(beta, reward)
         r = reward.movedim(-1, 0)  # node-major: each level is a contiguous block of rows
         q, lp = torch.empty_like(r), torch.empty_like(r)
         val = torch.zeros_like(r)
@@ -111,11 +110,11 @@ def reward_from_q(tree: TokenTree, q, beta) -> Tensor:
         ValueError: ``q`` is NaN or +inf, is −inf on an edge with π_ref > 0, or is finite on an
             edge with π_ref = 0; β ≤ 0; wrong last dim.
     """
-    q = _as_values(tree, q, "q")
+    q = node_values(tree, q, "q")
     _check_solve_size(tree, q, "reward_from_q")
     with intra_op_threads(q):
         q = q.to(torch.promote_types(q.dtype, tree.log_ref.dtype))
-        beta = _beta(beta, q)
+        beta = batch_beta(beta, q)
         log_ref = tree.log_ref.to(q.dtype)
         impossible = log_ref == -math.inf
         finite = torch.isfinite(q[..., 1:])
@@ -172,39 +171,10 @@ def _soft_backup(tree: TokenTree, d: int, lp: Tensor, val: Tensor, scratch: Tens
     """One level of eq. (6): on entry lp[level d] = Q/β; on exit it is log π over siblings and
     val[level d − 1] = β logsumexp of the children (0 at leaves)."""
     rows, parents = tree.level(d), tree.level(d - 1)
-    x = lp[rows]
     counts = tree.n_children[parents]
-    width, c = x.shape[0], int(counts.max())
-    if c * int((counts > 0).sum()) == width:  # every internal parent has c children: a reshape
-        x3 = x.view(width // c, c, *x.shape[1:])
-        m = x3.amax(1, keepdim=True)
-        x3.sub_(m)
-        e = scratch[:width].view_as(x3)
-        torch.exp(x3, out=e)
-        log_s = e.sum(1, keepdim=True).log_()
-        x3.sub_(log_s)
-        lse = (m + log_s).squeeze(1).mul_(beta)
-        if width // c == parents.stop - parents.start:
-            val[parents] = lse
-        else:  # some parents are leaves (EOS edges): write the internal ones only
-            val.index_copy_(0, tree.parent[rows][::c], lse)
-        return
-    # General case: contiguous segments of unequal (possibly zero) length, one per parent.
-    parent = tree.parent[rows]
-    buf = scratch[:width]
-    m = torch.segment_reduce(x, "max", lengths=counts, axis=0)
-    leaf = (counts == 0).reshape(-1, *([1] * (x.dim() - 1)))
-    m = m.masked_fill(leaf, 0.0)  # leaves have no children; keeps −inf − (−inf) out
-    val[parents] = m
-    torch.index_select(val, 0, parent, out=buf)
-    x.sub_(buf)
-    torch.exp(x, out=buf)
-    log_s = torch.segment_reduce(buf, "sum", lengths=counts, axis=0).log_()
-    log_s.masked_fill_(leaf, 0.0)
-    val[parents] = log_s
-    torch.index_select(val, 0, parent, out=buf)
-    x.sub_(buf)
-    val[parents] = (m + log_s).mul_(beta)
+    lse = segment_log_softmax_(lp[rows], counts, scratch=scratch).mul_(beta)
+    # −inf only for a leaf (no children; a state with children has a finite one): V* = 0 there
+    val[parents] = lse.nan_to_num_(nan=math.nan, posinf=math.inf, neginf=0.0)
 
 
 def _scratch(tree: TokenTree, like: Tensor) -> Tensor:
@@ -222,36 +192,3 @@ def _check_solve_size(tree: TokenTree, x: Tensor, what: str) -> None:
         f"{what} on {tree.n_nodes:,} nodes × {x.numel() // tree.n_nodes:,} reward function(s)",
         x.device,
     )
-
-
-def _as_values(tree: TokenTree, x, name: str) -> Tensor:
-    if not isinstance(tree, TokenTree):
-        raise ValueError(f"tree must be a TokenTree, got {type(tree)}")
-    x = v.as_tensor(x, name)
-    if x.dim() == 0 or x.shape[-1] != tree.n_nodes:
-        raise ValueError(
-            f"{name} must have one entry per node on its last dim ({tree.n_nodes}), "
-            f"got shape {tuple(x.shape)}"
-        )
-    if x.device != tree.device:
-        raise ValueError(f"{name} is on {x.device} but the tree is on {tree.device}")
-    return x
-
-
-def _edge_values(tree: TokenTree, x, name: str) -> Tensor:
-    """A finite per-edge quantity [..., N]; the root's entry is not used."""
-    x = _as_values(tree, x, name)
-    if not torch.isfinite(x[..., 1:]).all():
-        bad = (~torch.isfinite(x[..., 1:])).nonzero()[0, -1].item() + 1
-        raise ValueError(
-            f"{name} must be finite, got {x[..., bad].flatten()[0].item()} at node {bad}"
-        )
-    return x
-
-
-def _beta(beta, like: Tensor, name: str = "beta"):
-    """β > 0: a number, or a tensor over the batch dims of ``like`` [..., N]."""
-    beta = v.positive(beta, name)
-    if torch.is_tensor(beta):
-        beta = _prompt_param(beta, name, like).squeeze(-1)
-    return beta

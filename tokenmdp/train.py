@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from toybandit import _validation as v
 from toybandit import bradley_terry, fit_policy, losses, population_pairs, sample_preferences
+from toybandit import validation as v
 from toybandit.data import PreferencePairs
 
+from .segments import group_logsumexp, segment_logsumexp
 from .sequences import as_bandit, path_sum, token_policy
-from .solve import _edge_values
-from .tree import TokenTree, segment_logsumexp
+from .tree import TokenTree
+from .validation import edge_values, leaf_positions
 
 Tensor = torch.Tensor
 
@@ -29,7 +31,7 @@ def trajectory_preference(tree: TokenTree, reward) -> Tensor:
     Returns:
         [..., L, L] over leaves in node order.
     """
-    return bradley_terry(path_sum(tree, _edge_values(tree, reward, "reward")))
+    return bradley_terry(path_sum(tree, edge_values(tree, reward, "reward")))
 
 
 def sample_trajectory_pairs(
@@ -110,53 +112,82 @@ def fit_tree_policy(
     Returns:
         log π per edge, shape [N] (0 at the root).
     """
+    inputs = _checked_tree_inputs(
+        tree, chosen, rejected, loss, beta, tau, weights, method, steps, tolerance
+    )
+    if inputs.method == "newton":
+        return _fit_tree_newton(tree, inputs)
+    return _fit_tree_lbfgs(tree, inputs)
+
+
+class _TreeInputs(NamedTuple):
+    """:func:`fit_tree_policy`'s arguments once checked."""
+
+    chosen: Tensor  # leaf positions, int [P]
+    rejected: Tensor  # leaf positions, int [P]
+    weights: Tensor  # [P], as given (not normalised)
+    loss: str  # "dpo" or "ipo"
+    strength: float | Tensor  # β for DPO, τ for IPO
+    method: str  # "newton" or "lbfgs"
+    steps: int
+    tolerance: float
+
+
+def _checked_tree_inputs(
+    tree, chosen, rejected, loss, beta, tau, weights, method, steps, tolerance
+) -> _TreeInputs:
+    """Every check of :func:`fit_tree_policy`, in the order its errors are raised."""
     if not isinstance(tree, TokenTree):
         raise ValueError(f"tree must be a TokenTree, got {type(tree)}")
     n_leaves = int(tree.terminal.sum())
     steps = v.integer(steps, "steps", minimum=1)
     tolerance = v.in_range(tolerance, "tolerance", 0.0, math.inf, high_open=True)
-    chosen, rejected = (
-        _leaf_index(x, name, n_leaves) for x, name in ((chosen, "chosen"), (rejected, "rejected"))
-    )
+    chosen = leaf_positions(chosen, "chosen", n_leaves)
+    rejected = leaf_positions(rejected, "rejected", n_leaves)
     if chosen.shape != rejected.shape:
         raise ValueError(
             f"chosen and rejected must have the same shape: {chosen.shape}, {rejected.shape}"
         )
+    if chosen.numel() == 0:
+        raise ValueError("chosen and rejected must hold at least one pair")
     if loss == "dpo":
         strength = v.positive(beta, "beta")
-        pair_loss = lambda chosen, rejected: losses.dpo(chosen, rejected, strength)  # noqa: E731
     elif loss == "ipo":
         strength = v.positive(tau, "tau")
-        pair_loss = lambda chosen, rejected: losses.ipo(chosen, rejected, strength)  # noqa: E731
     else:
         raise ValueError(f'loss must be "dpo" or "ipo", got {loss!r}')
-    weights = (
-        torch.ones(chosen.shape, dtype=torch.float64)
-        if weights is None
-        else v.finite(weights, "weights")
-    )
-    if weights.shape != chosen.shape or (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError("weights must be non-negative, one per pair, not all 0")
-    if method == "newton":
-        leaf_log_ref = path_sum(tree, tree.log_ref.to(torch.float64)).cpu()
-        kind = {"beta": beta} if loss == "dpo" else {"tau": tau}
-        law = fit_policy(
-            chosen.cpu(),
-            rejected.cpu(),
-            leaf_log_ref.exp(),
-            loss,
-            weights=weights.cpu(),
-            steps=steps,
-            tolerance=tolerance,
-            **kind,
-        )
-        log_law = _keep_component_mass(law.log(), leaf_log_ref, chosen, rejected, weights)
-        return token_policy(tree, log_law.to(tree.device))
-    if method != "lbfgs":
+    weights = v.weights(weights, chosen.shape[0])
+    if method not in ("newton", "lbfgs"):
         raise ValueError(f'method must be "newton" or "lbfgs", got {method!r}')
+    return _TreeInputs(chosen, rejected, weights, loss, strength, method, steps, tolerance)
+
+
+def _fit_tree_newton(tree: TokenTree, inputs: _TreeInputs) -> Tensor:
+    """``method="newton"``: the bandit fit over complete sequences, turned into edge log-probs."""
+    leaf_log_ref = path_sum(tree, tree.log_ref.to(torch.float64)).cpu()
+    law = fit_policy(
+        inputs.chosen.cpu(),
+        inputs.rejected.cpu(),
+        leaf_log_ref.exp(),
+        inputs.loss,
+        weights=inputs.weights.cpu(),
+        steps=inputs.steps,
+        tolerance=inputs.tolerance,
+        **{"beta" if inputs.loss == "dpo" else "tau": inputs.strength},
+    )
+    log_law = _keep_component_mass(
+        law.log(), leaf_log_ref, inputs.chosen, inputs.rejected, inputs.weights
+    )
+    return token_policy(tree, log_law.to(tree.device))
+
+
+def _fit_tree_lbfgs(tree: TokenTree, inputs: _TreeInputs) -> Tensor:
+    """``method="lbfgs"``: L-BFGS on the edge logits themselves, float64, ``inputs.steps``
+    iterations, stopping when no gradient entry exceeds ``inputs.tolerance``."""
     device = tree.device
-    weights = (weights / weights.sum()).to(torch.float64).to(device)
-    chosen, rejected = chosen.to(device), rejected.to(device)
+    weights = (inputs.weights / inputs.weights.sum()).to(torch.float64).to(device)
+    chosen, rejected = inputs.chosen.to(device), inputs.rejected.to(device)
+    pair_loss = losses.dpo if inputs.loss == "dpo" else losses.ipo
 
     log_ref = tree.log_ref.to(torch.float64)
     possible = torch.isfinite(log_ref)
@@ -180,13 +211,13 @@ def fit_tree_policy(
         lp = log_policy(theta)
         edge = torch.where(possible, lp - torch.where(possible, log_ref, 0.0), 0.0)
         seq = torch.cat([edge, edge.new_zeros(1)])[paths].sum(-1)
-        return (weights * pair_loss(seq[chosen], seq[rejected])).sum()
+        return (weights * pair_loss(seq[chosen], seq[rejected], inputs.strength)).sum()
 
     opt = torch.optim.LBFGS(
         [theta],
         lr=1.0,
-        max_iter=steps,
-        tolerance_grad=tolerance,
+        max_iter=inputs.steps,
+        tolerance_grad=inputs.tolerance,
         tolerance_change=1e-16,
         history_size=50,
         line_search_fn="strong_wolfe",
@@ -225,19 +256,7 @@ def _keep_component_mass(log_law, leaf_log_ref, chosen, rejected, weights) -> Te
     _, label = connected_components(graph, directed=False)
     label = torch.as_tensor(label, dtype=torch.long)
     n_comp = int(label.max()) + 1
-    fitted = _group_logsumexp(log_law, label, n_comp)
-    reference = _group_logsumexp(leaf_log_ref, label, n_comp)
+    fitted = group_logsumexp(log_law, label, n_comp)
+    reference = group_logsumexp(leaf_log_ref, label, n_comp)
     shift = torch.where(torch.isfinite(reference), reference - fitted, 0.0)
     return log_law + shift[label]
-
-
-def _group_logsumexp(x: Tensor, label: Tensor, n_groups: int) -> Tensor:
-    m = torch.full((n_groups,), -math.inf, dtype=x.dtype).scatter_reduce(0, label, x, "amax")
-    m = torch.where(torch.isfinite(m), m, 0.0)
-    return m + torch.zeros(n_groups, dtype=x.dtype).index_add(0, label, (x - m[label]).exp()).log()
-
-
-def _leaf_index(x, name: str, n_leaves: int) -> Tensor:
-    """Leaf positions (into ``tree.leaves``), not node ids: anything ≥ the number of leaves is
-    refused, and so is a bool mask."""
-    return v.indices(x, f"{name} (leaf positions)", n_leaves)

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 
 import torch
 
-from toybandit import _validation as v
+from toybandit import validation as v
+
+from .segments import segment_logsumexp
 
 Tensor = torch.Tensor
 
@@ -149,24 +151,8 @@ class TokenTree:
         >>> tree.token.tolist(), tree.log_ref.exp().tolist()
         ([-1, 1, 2, 0, 2, 0, 0], [1.0, 0.6666666666666666, 0.3333333333333333, 0.5, 0.5, 1.0, 1.0])
         """
-        if len(sequences) == 0:
-            raise ValueError("sequences must not be empty")
-        lengths = [len(s) for s in sequences]
-        if min(lengths) == 0:
-            raise ValueError(f"sequences: sequence {lengths.index(0)} is empty")
+        padded, lengths = _padded_sequences(sequences)
         width = max(lengths)
-        for i, s in enumerate(sequences):
-            t = s if isinstance(s, torch.Tensor) else torch.as_tensor(s)
-            if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.dim() != 1:
-                raise ValueError(
-                    f"sequences: sequence {i} must be a 1-D list of integer tokens, got "
-                    f"{t.dtype} {tuple(t.shape)} (a float token is never truncated)"
-                )
-        if any(t < 0 for s in sequences for t in s):
-            raise ValueError("sequences must hold tokens ≥ 0")
-        padded = torch.full((len(sequences), width), -1, dtype=torch.long)
-        for i, s in enumerate(sequences):
-            padded[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
         if weights is None:
             weights = torch.ones(len(sequences), dtype=torch.float64)
         weights = v.finite(weights, "weights")
@@ -496,7 +482,41 @@ def _level_offsets(parent: Tensor) -> tuple[int, ...]:
     return tuple(offsets)
 
 
+def _padded_sequences(sequences) -> tuple[Tensor, list[int]]:
+    """The checked sequences of :meth:`TokenTree.from_sequences` as rows of a long tensor padded
+    with −1, and their lengths."""
+    if len(sequences) == 0:
+        raise ValueError("sequences must not be empty")
+    lengths = [len(s) for s in sequences]
+    if min(lengths) == 0:
+        raise ValueError(f"sequences: sequence {lengths.index(0)} is empty")
+    for i, s in enumerate(sequences):
+        t = s if isinstance(s, torch.Tensor) else torch.as_tensor(s)
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.dim() != 1:
+            raise ValueError(
+                f"sequences: sequence {i} must be a 1-D list of integer tokens, got "
+                f"{t.dtype} {tuple(t.shape)} (a float token is never truncated)"
+            )
+    if any(t < 0 for s in sequences for t in s):
+        raise ValueError("sequences must hold tokens ≥ 0")
+    padded = torch.full((len(sequences), max(lengths)), -1, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        padded[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return padded, lengths
+
+
 def _check_structure(parent, token, log_ref, vocab_size, eos) -> None:
+    _check_node_arrays(parent, token, log_ref)
+    _check_parents(parent)
+    _check_tokens(parent, token, vocab_size)
+    if log_ref[0] != 0:
+        raise ValueError(f"log_ref must be 0 at the root, got {log_ref[0].item()}")
+    if torch.isnan(log_ref).any() or (log_ref == math.inf).any():
+        raise ValueError("log_ref must not hold NaN or +inf")
+
+
+def _check_node_arrays(parent, token, log_ref) -> None:
+    """One entry per node in each array, integer parent and token, −1 for both at the root."""
     for name, t in (("parent", parent), ("token", token)):
         if t.dim() != 1 or t.is_floating_point() or t.is_complex():
             raise ValueError(f"{name} must be a 1-D integer tensor, got {t.dtype} {tuple(t.shape)}")
@@ -510,7 +530,12 @@ def _check_structure(parent, token, log_ref, vocab_size, eos) -> None:
         raise ValueError(f"a tree needs a root and at least one edge, got {n} node(s)")
     if parent[0] != -1 or token[0] != -1:
         raise ValueError("parent and token must be −1 at the root (node 0)")
-    idx = torch.arange(1, n, device=parent.device)
+
+
+def _check_parents(parent) -> None:
+    """Every parent comes before its child, and parents are non-decreasing (breadth-first order,
+    the children of a node contiguous)."""
+    idx = torch.arange(1, parent.numel(), device=parent.device)
     bad = ((parent[1:] < 0) | (parent[1:] >= idx)).nonzero()
     if bad.numel():
         i = bad[0].item() + 1
@@ -523,6 +548,11 @@ def _check_structure(parent, token, log_ref, vocab_size, eos) -> None:
             f"parent: node {i} breaks breadth-first order (its parent {parent[i].item()} comes "
             f"before node {i - 1}'s parent {parent[i - 1].item()}); children must be contiguous"
         )
+
+
+def _check_tokens(parent, token, vocab_size) -> None:
+    """Tokens in [0, vocab_size) below the root, strictly increasing among siblings."""
+    step = parent[2:] - parent[1:-1]
     if (token[1:] < 0).any():
         raise ValueError(f"token must be ≥ 0 below the root, got {token[1:].min().item()}")
     if vocab_size is not None and (token >= vocab_size).any():
@@ -534,19 +564,6 @@ def _check_structure(parent, token, log_ref, vocab_size, eos) -> None:
             f"token: the children of node {parent[i].item()} must have strictly increasing "
             f"tokens (node {i})"
         )
-    if log_ref[0] != 0:
-        raise ValueError(f"log_ref must be 0 at the root, got {log_ref[0].item()}")
-    if torch.isnan(log_ref).any() or (log_ref == math.inf).any():
-        raise ValueError("log_ref must not hold NaN or +inf")
-
-
-def segment_logsumexp(x: Tensor, lengths: Tensor) -> Tensor:
-    """log Σ exp over consecutive segments of dim 0 of the given lengths; −inf for an empty or
-    all −inf segment. Stable: each segment is shifted by its own maximum."""
-    m = torch.segment_reduce(x, "max", lengths=lengths, axis=0)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    shifted = x - torch.repeat_interleave(m, lengths, dim=0)
-    return torch.segment_reduce(shifted.exp(), "sum", lengths=lengths, axis=0).log() + m
 
 
 def _check_normalised(tree: TokenTree) -> None:

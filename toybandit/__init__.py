@@ -1,7 +1,8 @@
 """toybandit: the one-step (contextual bandit) alignment world, solved exactly.
 
 Responses live on the last tensor dim, prompts on any leading dims; float64 by default. See
-``docs/conventions.md`` for the notation (β, τ, μ, P, q) shared by the whole project.
+``docs/conventions.md`` for the notation (β, τ, μ, P, q) shared by the whole project. The input
+checks every public function uses (toybandit's and tokenmdp's) are :mod:`toybandit.validation`.
 """
 
 from . import atlas, losses

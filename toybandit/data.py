@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import torch
 
-from . import _validation as v
+from . import validation as v
 from .objectives import pair_weights
 from .preferences import check_preference
 

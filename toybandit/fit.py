@@ -9,8 +9,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from . import _validation as v
 from . import losses
+from . import validation as v
 
 Tensor = torch.Tensor
 
@@ -103,6 +103,42 @@ def fit_policy(
         ValueError: invalid ``ref``, indices out of range or on responses with π_ref = 0, missing or
             superfluous β/τ, mismatched lengths.
     """
+    inputs = _checked_inputs(
+        chosen, rejected, ref, loss, beta, tau, label_smoothing, steps, prompts, weights, tolerance
+    )
+    support = inputs.ref > 0
+    log_ref = torch.where(support, inputs.ref.log(), 0.0)
+    graph = _comparison_graph(inputs, log_ref)
+    theta = log_ref.clone()
+    for _ in range(inputs.steps if graph.chosen.numel() else 0):
+        move = _newton_step(graph, theta)
+        if move is None:
+            break
+        theta = theta + move
+        if move.abs().max() <= inputs.tolerance:
+            break
+    policy = torch.softmax(torch.where(support, theta, float("-inf")), dim=-1)
+    return policy[0] if inputs.single else policy
+
+
+class _Inputs(NamedTuple):
+    """:func:`fit_policy`'s arguments once checked."""
+
+    ref: Tensor  # π_ref [X, Y] (a [Y] ref gains a leading prompt dim)
+    single: bool  # ref was [Y]: the result drops the prompt dim again
+    chosen: Tensor  # int [n]
+    rejected: Tensor  # int [n]
+    prompts: Tensor  # int [n], all 0 for a single prompt
+    weights: Tensor  # [n] in ref's dtype, as given (not normalised)
+    margin_loss: _MarginLoss
+    steps: int
+    tolerance: float
+
+
+def _checked_inputs(
+    chosen, rejected, ref, loss, beta, tau, label_smoothing, steps, prompts, weights, tolerance
+) -> _Inputs:
+    """Every check of :func:`fit_policy`, in the order its errors are raised."""
     ref = v.probabilities(ref, "ref")
     if ref.dim() not in (1, 2):
         raise ValueError(f"ref must be [Y] or [X, Y], got shape {tuple(ref.shape)}")
@@ -114,88 +150,128 @@ def fit_policy(
     n = chosen.shape[0]
     rejected = _indices(rejected, "rejected", num_responses, n)
     single = ref.dim() == 1
-    if single:
-        if prompts is not None:
-            raise ValueError("prompts must be None when ref is [Y] (a single prompt)")
-        ref2 = ref.unsqueeze(0)
-        prompts = torch.zeros(n, dtype=torch.long, device=ref.device)
-    else:
-        if prompts is None:
-            raise ValueError(
-                f"prompts is required when ref is [X, Y], got ref of shape {tuple(ref.shape)}"
-            )
-        ref2 = ref
-        prompts = _indices(prompts, "prompts", ref.shape[0], n)
-    if weights is None:
-        weights = torch.ones(n, dtype=ref.dtype, device=ref.device)
-    else:
-        weights = v.as_tensor(weights, "weights").to(ref.dtype)
-        if weights.shape != (n,):
-            raise ValueError(f"weights must have shape ({n},), got {tuple(weights.shape)}")
-        if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
-            raise ValueError("weights must be finite, non-negative and not all zero")
+    prompts = _checked_prompts(prompts, ref, n)
+    weights = v.weights(weights, n, dtype=ref.dtype, device=ref.device)
+    ref2 = ref.unsqueeze(0) if single else ref
     support = ref2 > 0
     if n and not (support[prompts, chosen].all() and support[prompts, rejected].all()):
         raise ValueError("a pair uses a response with ref = 0, whose log-ratio is undefined")
+    return _Inputs(ref2, single, chosen, rejected, prompts, weights, margin_loss, steps, tolerance)
 
+
+def _checked_prompts(prompts, ref: Tensor, n: int) -> Tensor:
+    """The prompt index of each pair: none for a [Y] ref (all 0), required for [X, Y]."""
+    if ref.dim() == 1:
+        if prompts is not None:
+            raise ValueError("prompts must be None when ref is [Y] (a single prompt)")
+        return torch.zeros(n, dtype=torch.long, device=ref.device)
+    if prompts is None:
+        raise ValueError(
+            f"prompts is required when ref is [X, Y], got ref of shape {tuple(ref.shape)}"
+        )
+    return _indices(prompts, "prompts", ref.shape[0], n)
+
+
+class _Graph(NamedTuple):
+    """The comparison graph of the pairs that are not ties, as index lists for scatter-adds, so
+    that gradient and Laplacian take O(n) memory."""
+
+    prompts: Tensor  # int [n]
+    chosen: Tensor  # int [n]
+    rejected: Tensor  # int [n]
+    weights: Tensor  # w_k / Σ_k w_k (the sum over all pairs, ties included), [n]
+    offset: Tensor  # log π_ref(y_w)/π_ref(y_l), [n]
+    ends: tuple[Tensor, Tensor]  # (prompt, response) of y_w then y_l: where ±ℓ' lands
+    sign: Tensor  # +1 for y_w, −1 for y_l, [2n]
+    quad: tuple[Tensor, Tensor, Tensor]  # (prompt, row, col) of the 4 Laplacian entries per pair
+    quad_sign: Tensor  # +(w,w) +(l,l) −(w,l) −(l,w), [4n]
+    margin_loss: _MarginLoss
+
+
+def _comparison_graph(inputs: _Inputs, log_ref: Tensor) -> _Graph:
+    """The pairs of ``inputs`` as a :class:`_Graph`, with weights normalised and ties dropped."""
     # A tie (y_w = y_l) adds a constant to L and nothing to its derivatives; dropping it keeps the
     # exact ±ℓ'(0) pair from swamping gradients of size e^{−βh} in the scatter-add below.
-    weights = weights / weights.sum()
-    keep = chosen != rejected
-    chosen, rejected, prompts, weights = chosen[keep], rejected[keep], prompts[keep], weights[keep]
-    n = chosen.shape[0]
-
-    log_ref = torch.where(support, ref2.log(), 0.0)
-    theta = log_ref.clone()
+    weights = inputs.weights / inputs.weights.sum()
+    keep = inputs.chosen != inputs.rejected
+    chosen, rejected = inputs.chosen[keep], inputs.rejected[keep]
+    prompts, weights = inputs.prompts[keep], weights[keep]
     offset = log_ref[prompts, chosen] - log_ref[prompts, rejected]
-    # Index lists so that gradient and Laplacian are scatter-adds, O(n) memory.
-    ends = (torch.cat([prompts, prompts]), torch.cat([chosen, rejected]))
-    ones = torch.ones(n, dtype=ref.dtype, device=ref.device)
-    sign = torch.cat([ones, -ones])
-    quad = (
-        torch.cat([prompts] * 4),
-        torch.cat([chosen, rejected, chosen, rejected]),
-        torch.cat([chosen, rejected, rejected, chosen]),
+    ones = torch.ones(chosen.shape[0], dtype=log_ref.dtype, device=log_ref.device)
+    return _Graph(
+        prompts,
+        chosen,
+        rejected,
+        weights,
+        offset,
+        ends=(torch.cat([prompts, prompts]), torch.cat([chosen, rejected])),
+        sign=torch.cat([ones, -ones]),
+        quad=(
+            torch.cat([prompts] * 4),
+            torch.cat([chosen, rejected, chosen, rejected]),
+            torch.cat([chosen, rejected, rejected, chosen]),
+        ),
+        quad_sign=torch.cat([ones, ones, -ones, -ones]),
+        margin_loss=inputs.margin_loss,
     )
-    quad_sign = torch.cat([ones, ones, -ones, -ones])  # +(w,w) +(l,l) −(w,l) −(l,w)
 
-    def margins(theta: Tensor) -> Tensor:
-        return theta[prompts, chosen] - theta[prompts, rejected] - offset
 
-    def decrease(theta: Tensor, new: Tensor) -> Tensor:
-        # Σ w (ℓ(h_new) − ℓ(h_old)) pair by pair: near the infimum the change is far below the
-        # rounding error of L itself (DPO's loss tends to e^{−βh}).
-        return (
-            weights * (margin_loss.value(margins(new)) - margin_loss.value(margins(theta)))
-        ).sum()
+def _margins(graph: _Graph, theta: Tensor) -> Tensor:
+    """h_k = θ_w − θ_l − log π_ref(y_w)/π_ref(y_l) for every pair."""
+    return theta[graph.prompts, graph.chosen] - theta[graph.prompts, graph.rejected] - graph.offset
 
-    for _ in range(steps if n else 0):
-        h = margins(theta)
-        d1, d2 = weights * margin_loss.d1(h), weights * margin_loss.d2(h)
-        grad = torch.zeros_like(theta).index_put_(ends, sign * d1.repeat(2), accumulate=True)
-        hess = theta.new_zeros(*theta.shape, theta.shape[-1])
-        hess.index_put_(quad, quad_sign * d2.repeat(4), accumulate=True)
-        # Jacobi scaling keeps pairs whose curvatures differ by many orders of magnitude solvable.
-        # A response in no pair has a zero row: scale 0 keeps pinv's rounding noise there from
-        # being blown up into a step.
-        diag = torch.diagonal(hess, dim1=-2, dim2=-1)
-        scale = torch.where(diag > 0, diag.clamp_min(torch.finfo(ref.dtype).tiny).rsqrt(), 0.0)
-        scaled = scale.unsqueeze(-1) * hess * scale.unsqueeze(-2)
-        step = -scale * (
-            torch.linalg.pinv(scaled, hermitian=True) @ (scale * grad).unsqueeze(-1)
-        ).squeeze(-1)
-        slope = (grad * step).sum()
-        if not slope < 0:  # zero gradient, or curvature underflowed to 0
-            break
-        t = 1.0
-        # Below the rounding error of Σ w ℓ the line search sees no decrease: trust the full
-        # Newton step there (local quadratic convergence), else it stalls ~1e-10 from the minimiser.
-        noise = 16 * torch.finfo(ref.dtype).eps * (weights * margin_loss.value(h).abs()).sum()
-        if not -slope <= noise:
-            while decrease(theta, theta + t * step) > 1e-4 * t * slope and t > 1e-10:
-                t /= 2
-        theta = theta + t * step
-        if (t * step).abs().max() <= tolerance:
-            break
-    policy = torch.softmax(torch.where(support, theta, float("-inf")), dim=-1)
-    return policy[0] if single else policy
+
+def _newton_step(graph: _Graph, theta: Tensor) -> Tensor | None:
+    """One damped Newton iteration at θ: the move Δθ (the Newton direction shortened by the Armijo
+    line search), or None where there is no descent direction (zero gradient, or curvature
+    underflowed to 0)."""
+    h = _margins(graph, theta)
+    grad, step = _newton_direction(graph, theta, h)
+    slope = (grad * step).sum()
+    if not slope < 0:
+        return None
+    return _step_length(graph, theta, h, step, slope) * step
+
+
+def _newton_direction(graph: _Graph, theta: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    """The gradient of L at θ and the Newton direction −H⁺ ∇L, H the weighted Laplacian (one
+    Y × Y system per prompt)."""
+    d1 = graph.weights * graph.margin_loss.d1(h)
+    d2 = graph.weights * graph.margin_loss.d2(h)
+    grad = torch.zeros_like(theta).index_put_(
+        graph.ends, graph.sign * d1.repeat(2), accumulate=True
+    )
+    hess = theta.new_zeros(*theta.shape, theta.shape[-1])
+    hess.index_put_(graph.quad, graph.quad_sign * d2.repeat(4), accumulate=True)
+    # Jacobi scaling keeps pairs whose curvatures differ by many orders of magnitude solvable.
+    # A response in no pair has a zero row: scale 0 keeps pinv's rounding noise there from
+    # being blown up into a step.
+    diag = torch.diagonal(hess, dim1=-2, dim2=-1)
+    scale = torch.where(diag > 0, diag.clamp_min(torch.finfo(theta.dtype).tiny).rsqrt(), 0.0)
+    scaled = scale.unsqueeze(-1) * hess * scale.unsqueeze(-2)
+    step = -scale * (
+        torch.linalg.pinv(scaled, hermitian=True) @ (scale * grad).unsqueeze(-1)
+    ).squeeze(-1)
+    return grad, step
+
+
+def _step_length(graph: _Graph, theta: Tensor, h: Tensor, step: Tensor, slope: Tensor) -> float:
+    """Armijo backtracking from t = 1 along ``step`` (``slope`` = ∇L · step < 0)."""
+    t = 1.0
+    # Below the rounding error of Σ w ℓ the line search sees no decrease: trust the full
+    # Newton step there (local quadratic convergence), else it stalls ~1e-10 from the minimiser.
+    noise = (
+        16 * torch.finfo(theta.dtype).eps * (graph.weights * graph.margin_loss.value(h).abs()).sum()
+    )
+    if -slope <= noise:
+        return t
+    while _decrease(graph, theta, theta + t * step) > 1e-4 * t * slope and t > 1e-10:
+        t /= 2
+    return t
+
+
+def _decrease(graph: _Graph, theta: Tensor, new: Tensor) -> Tensor:
+    """Σ w (ℓ(h_new) − ℓ(h_old)) pair by pair: near the infimum the change is far below the
+    rounding error of L itself (DPO's loss tends to e^{−βh})."""
+    value = graph.margin_loss.value
+    return (graph.weights * (value(_margins(graph, new)) - value(_margins(graph, theta)))).sum()

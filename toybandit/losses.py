@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from . import _validation as v
+from . import validation as v
 
 Tensor = torch.Tensor
 
@@ -46,21 +46,6 @@ __all__ = [
 ]
 
 
-def _pair(chosen_logratios, rejected_logratios) -> tuple[Tensor, Tensor]:
-    chosen = v.as_tensor(chosen_logratios, "chosen_logratios")
-    rejected = v.as_tensor(rejected_logratios, "rejected_logratios")
-    if chosen.shape != rejected.shape:
-        raise ValueError(
-            "chosen_logratios and rejected_logratios must have the same shape (one entry per pair), "
-            f"got {tuple(chosen.shape)} and {tuple(rejected.shape)}"
-        )
-    return chosen, rejected
-
-
-def _beta(beta, name: str = "beta"):
-    return v.positive(beta, name)
-
-
 def dpo(chosen_logratios, rejected_logratios, beta, label_smoothing: float = 0.0) -> Tensor:
     """ℓ = −(1 − ε) log σ(βh) − ε log σ(−βh).
 
@@ -77,8 +62,8 @@ def dpo(chosen_logratios, rejected_logratios, beta, label_smoothing: float = 0.0
     >>> dpo(torch.tensor([0.0]), torch.tensor([0.0]), beta=0.1)  # log 2
     tensor([0.6931])
     """
-    chosen, rejected = _pair(chosen_logratios, rejected_logratios)
-    beta = _beta(beta)
+    chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
+    beta = v.positive(beta, "beta")
     eps = v.in_range(label_smoothing, "label_smoothing", 0.0, 1.0)
     logits = beta * (chosen - rejected)
     loss = -F.logsigmoid(logits)
@@ -93,15 +78,15 @@ def ipo(chosen_logratios, rejected_logratios, tau) -> Tensor:
     Nguyen 2025, eq. (12) writes (βh − ½)² = β²·ℓ with τ = β: the same minimiser. TRL's
     ``loss_type="ipo"`` is this function applied to length-averaged log-ratios (see the module doc).
     """
-    chosen, rejected = _pair(chosen_logratios, rejected_logratios)
-    tau = _beta(tau, "tau")
+    chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
+    tau = v.positive(tau, "tau")
     return (chosen - rejected - 1 / (2 * tau)) ** 2
 
 
 def hinge(chosen_logratios, rejected_logratios, beta) -> Tensor:
     """ℓ = max(0, 1 − βh), the SLiC hinge loss (Zhao et al. 2023); TRL's ``"hinge"``."""
-    chosen, rejected = _pair(chosen_logratios, rejected_logratios)
-    return torch.relu(1 - _beta(beta) * (chosen - rejected))
+    chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
+    return torch.relu(1 - v.positive(beta, "beta") * (chosen - rejected))
 
 
 def robust(chosen_logratios, rejected_logratios, beta, label_smoothing: float = 0.0) -> Tensor:
@@ -110,8 +95,8 @@ def robust(chosen_logratios, rejected_logratios, beta, label_smoothing: float = 
     The unbiased loss under label noise of rate ε (Chowdhury et al. 2024, rDPO); TRL's ``"robust"``.
     ε = 0 is :func:`dpo`.
     """
-    chosen, rejected = _pair(chosen_logratios, rejected_logratios)
-    beta = _beta(beta)
+    chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
+    beta = v.positive(beta, "beta")
     eps = v.in_range(label_smoothing, "label_smoothing", 0.0, 0.5, high_open=True)
     logits = beta * (chosen - rejected)
     loss = -(1 - eps) * F.logsigmoid(logits)
@@ -125,8 +110,8 @@ def exo_pair(chosen_logratios, rejected_logratios, beta, label_smoothing: float 
 
     EXO for pairs (Ji et al. 2024, eq. (16)); TRL's ``"exo_pair"``.
     """
-    chosen, rejected = _pair(chosen_logratios, rejected_logratios)
-    beta = _beta(beta)
+    chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
+    beta = v.positive(beta, "beta")
     eps = v.in_range(label_smoothing, "label_smoothing", 0.0, 1.0)
     if not 0.0 < eps < 1.0:
         raise ValueError(
@@ -140,38 +125,38 @@ def exo_pair(chosen_logratios, rejected_logratios, beta, label_smoothing: float 
 
 def nca_pair(chosen_logratios, rejected_logratios, beta) -> Tensor:
     """ℓ = −log σ(βq_w) − ½ log σ(−βq_w) − ½ log σ(−βq_l) (Chen et al. 2024, NCA); TRL's ``"nca_pair"``."""
-    chosen, rejected = _pair(chosen_logratios, rejected_logratios)
-    beta = _beta(beta)
+    chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
+    beta = v.positive(beta, "beta")
     w, l_ = beta * chosen, beta * rejected
     return -F.logsigmoid(w) - 0.5 * F.logsigmoid(-w) - 0.5 * F.logsigmoid(-l_)
 
 
 def bco_pair(chosen_logratios, rejected_logratios, beta) -> Tensor:
     """ℓ = −log σ(βq_w) − log σ(−βq_l), binary classification of each response; TRL's ``"bco_pair"``."""
-    chosen, rejected = _pair(chosen_logratios, rejected_logratios)
-    beta = _beta(beta)
+    chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
+    beta = v.positive(beta, "beta")
     return -F.logsigmoid(beta * chosen) - F.logsigmoid(-beta * rejected)
 
 
 def sppo_hard(chosen_logratios, rejected_logratios, beta) -> Tensor:
     """ℓ = (q_w − 1/(2β))² + (q_l + 1/(2β))², SPPO with hard labels (Wu et al. 2024, eq. (4.7));
     TRL's ``"sppo_hard"``. Unlike IPO it pins each log-ratio, not only their difference."""
-    chosen, rejected = _pair(chosen_logratios, rejected_logratios)
-    beta = _beta(beta)
+    chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
+    beta = v.positive(beta, "beta")
     return (chosen - 0.5 / beta) ** 2 + (rejected + 0.5 / beta) ** 2
 
 
 def apo_zero(chosen_logratios, rejected_logratios, beta) -> Tensor:
     """ℓ = 1 − σ(βq_w) + σ(βq_l) (D'Oosterlinck et al. 2024, APO-zero, eq. (7)); TRL's ``"apo_zero"``."""
-    chosen, rejected = _pair(chosen_logratios, rejected_logratios)
-    beta = _beta(beta)
+    chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
+    beta = v.positive(beta, "beta")
     return 1 - torch.sigmoid(beta * chosen) + torch.sigmoid(beta * rejected)
 
 
 def apo_down(chosen_logratios, rejected_logratios, beta) -> Tensor:
     """ℓ = σ(βq_w) + 1 − σ(βh) (D'Oosterlinck et al. 2024, APO-down, eq. (8)); TRL's ``"apo_down"``."""
-    chosen, rejected = _pair(chosen_logratios, rejected_logratios)
-    beta = _beta(beta)
+    chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
+    beta = v.positive(beta, "beta")
     return torch.sigmoid(beta * chosen) + 1 - torch.sigmoid(beta * (chosen - rejected))
 
 
@@ -182,9 +167,9 @@ def discopop(chosen_logratios, rejected_logratios, beta, discopop_tau: float = 0
     and the exponential loss, dominant where βh > 0, switched by σ(βh/τ_d); TRL's ``"discopop"``
     with ``discopop_tau`` = τ_d.
     """
-    chosen, rejected = _pair(chosen_logratios, rejected_logratios)
-    beta = _beta(beta)
-    tau = _beta(discopop_tau, "discopop_tau")
+    chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
+    beta = v.positive(beta, "beta")
+    tau = v.positive(discopop_tau, "discopop_tau")
     logits = beta * (chosen - rejected)
     gate = torch.sigmoid(logits / tau)
     # σ(βh/τ_d) e^{−βh} as exp(log σ − βh): finite where e^{−βh} alone overflows (βh ≪ 0)

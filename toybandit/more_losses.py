@@ -16,8 +16,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from . import _validation as v
-from .losses import _beta, _pair
+from . import validation as v
 
 Tensor = torch.Tensor
 
@@ -77,10 +76,10 @@ def sigmoid_norm(
         chosen_lengths: |y| ≥ 1, completion tokens, shape of the log-ratios.
         rejected_lengths: as ``chosen_lengths``, for the rejected response.
     """
-    chosen, rejected = _pair(chosen_logratios, rejected_logratios)
+    chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
     n_w = _lengths(chosen_lengths, "chosen_lengths", chosen)
     n_l = _lengths(rejected_lengths, "rejected_lengths", rejected)
-    return -F.logsigmoid(_beta(beta) * (chosen / n_w - rejected / n_l))
+    return -F.logsigmoid(v.positive(beta, "beta") * (chosen / n_w - rejected / n_l))
 
 
 def aot(
@@ -99,8 +98,8 @@ def aot(
     loss of one pair depends on the whole batch (dim 0), so it needs log π and log π_ref themselves,
     not only q. TRL's ``"aot"``.
     """
-    chosen, rejected = _pair(chosen_logps, rejected_logps)
-    ref_chosen, ref_rejected = _pair(ref_chosen_logps, ref_rejected_logps)
+    chosen, rejected = v.logratio_pair(chosen_logps, rejected_logps)
+    ref_chosen, ref_rejected = v.logratio_pair(ref_chosen_logps, ref_rejected_logps)
     if chosen.shape != ref_chosen.shape or chosen.dim() == 0:
         raise ValueError(
             f"the policy and reference log-probs must be batches [n, ...] of one shape, "
@@ -110,7 +109,7 @@ def aot(
         torch.sort(chosen - rejected, dim=0).values
         - torch.sort(ref_chosen - ref_rejected, dim=0).values
     )
-    return _bce(_beta(beta) * delta, _smoothing(label_smoothing))
+    return _bce(v.positive(beta, "beta") * delta, _smoothing(label_smoothing))
 
 
 def aot_unpaired(
@@ -121,13 +120,13 @@ def aot_unpaired(
     AOT, unpaired (Melnyk et al. 2024, sec. 3): dominance of the chosen log-ratio distribution
     over the rejected one. TRL's ``"aot_unpaired"``.
     """
-    chosen, rejected = _pair(chosen_logratios, rejected_logratios)
+    chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
     if chosen.dim() == 0:
         raise ValueError(
             "aot_unpaired sorts over a batch: the log-ratios must be [n, ...], got a scalar"
         )
     delta = torch.sort(chosen, dim=0).values - torch.sort(rejected, dim=0).values
-    return _bce(_beta(beta) * delta, _smoothing(label_smoothing))
+    return _bce(v.positive(beta, "beta") * delta, _smoothing(label_smoothing))
 
 
 def _tokens(token_logps, completion_mask, name: str) -> tuple[Tensor, Tensor]:
@@ -279,7 +278,7 @@ def kto(
     with ``loss_type="kto"``; its batch loss is the mean of the returned [n_D + n_U] losses.
     """
     chosen, rejected = _unpaired(chosen_logratios, rejected_logratios)
-    beta = _beta(beta)
+    beta = v.positive(beta, "beta")
     z0 = v.finite(kl, "kl")
     lam_d = v.in_range(desirable_weight, "desirable_weight", 0.0, math.inf, high_open=True)
     lam_u = v.in_range(undesirable_weight, "undesirable_weight", 0.0, math.inf, high_open=True)
@@ -304,7 +303,7 @@ def apo_zero_unpaired(
     ``KTOTrainer`` with ``loss_type="apo_zero_unpaired"``. Shapes as in :func:`kto`.
     """
     chosen, rejected = _unpaired(chosen_logratios, rejected_logratios)
-    beta = _beta(beta)
+    beta = v.positive(beta, "beta")
     lam_d = v.in_range(desirable_weight, "desirable_weight", 0.0, math.inf, high_open=True)
     lam_u = v.in_range(undesirable_weight, "undesirable_weight", 0.0, math.inf, high_open=True)
     return torch.cat(
@@ -335,9 +334,11 @@ def cpo(
         chosen_logps: log π(y), summed over tokens (averaged for SimPO/IPO).
         rejected_logps: as ``chosen_logps``, for the rejected response.
     """
-    chosen, rejected = _pair(chosen_logps, rejected_logps)
+    chosen, rejected = v.logratio_pair(chosen_logps, rejected_logps)
     a = v.in_range(alpha, "alpha", -math.inf, math.inf, high_open=True)
-    return _bce(_beta(beta) * _alpha_rewards(chosen, rejected, a), _smoothing(label_smoothing))
+    return _bce(
+        v.positive(beta, "beta") * _alpha_rewards(chosen, rejected, a), _smoothing(label_smoothing)
+    )
 
 
 def simpo(
@@ -358,8 +359,8 @@ def simpo(
         chosen_logps: per-token average log π(y).
         rejected_logps: as ``chosen_logps``, for the rejected response.
     """
-    chosen, rejected = _pair(chosen_logps, rejected_logps)
-    beta = _beta(beta)
+    chosen, rejected = v.logratio_pair(chosen_logps, rejected_logps)
+    beta = v.positive(beta, "beta")
     gamma = v.in_range(simpo_gamma, "simpo_gamma", -math.inf, math.inf, high_open=True)
     a = v.in_range(alpha, "alpha", -math.inf, math.inf, high_open=True)
     return _bce(
@@ -387,8 +388,8 @@ def orpo(chosen_logps, rejected_logps, beta) -> Tensor:
         chosen_logps: log π̄(y) ≤ 0, per-token average log-probs.
         rejected_logps: as ``chosen_logps``, for the rejected response.
     """
-    chosen, rejected = _pair(chosen_logps, rejected_logps)
-    beta = _beta(beta)
+    chosen, rejected = v.logratio_pair(chosen_logps, rejected_logps)
+    beta = v.positive(beta, "beta")
     if (chosen > 0).any() or (rejected > 0).any():
         raise ValueError("orpo needs log-probabilities ≤ 0, got a positive one")
     log_odds = (chosen - rejected) - (_log1mexp(chosen) - _log1mexp(rejected))

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import _validation as v
+from . import validation as v
 from .losses import dpo
 from .preferences import check_preference
 

@@ -4,31 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from . import _validation as v
+from . import validation as v
 
 Tensor = torch.Tensor
-
-
-def _checked(reward, ref, beta, *, beta_name="beta", reward_name="reward"):
-    reward = v.finite(reward, reward_name)
-    ref = v.probabilities(ref, "ref")
-    beta = v.positive(beta, beta_name)
-    reward, ref = v.broadcast({reward_name: reward, "ref": ref})
-    if isinstance(beta, Tensor):
-        beta = _prompt_param(beta, beta_name, reward)
-    return reward, ref, beta
-
-
-def _prompt_param(param: Tensor, name: str, like: Tensor) -> Tensor:
-    """A per-prompt strength [...] made to broadcast against responses [..., Y]."""
-    try:
-        torch.broadcast_shapes(param.shape, like.shape[:-1])
-    except RuntimeError as err:
-        raise ValueError(
-            f"{name} of shape {tuple(param.shape)} must broadcast over the prompt dims "
-            f"{tuple(like.shape[:-1])}"
-        ) from err
-    return param.to(like.dtype).unsqueeze(-1)
 
 
 def log_optimal_policy(reward, ref, beta) -> Tensor:
@@ -48,12 +26,13 @@ def log_optimal_policy(reward, ref, beta) -> Tensor:
     Raises:
         ValueError: non-finite reward, invalid ``ref``, β ≤ 0, or shapes that do not broadcast.
     """
-    reward, ref, beta = _checked(reward, ref, beta)
-    return _log_gibbs(reward, ref, beta)
+    reward, ref, beta = v.gibbs_inputs(reward, ref, beta)
+    return log_gibbs(reward, ref, beta)
 
 
-def _log_gibbs(score: Tensor, ref: Tensor, beta) -> Tensor:
-    """log(π_ref e^{s/β} / Z) on checked inputs; −inf where π_ref = 0 or s = −inf."""
+def log_gibbs(score: Tensor, ref: Tensor, beta) -> Tensor:
+    """log(π_ref e^{s/β} / Z) = log_softmax(log π_ref + s/β) over the last dim, on inputs already
+    checked (:func:`toybandit.validation.gibbs_inputs`); −inf where π_ref = 0 or s = −inf."""
     return torch.log_softmax(ref.log() + score / beta, dim=-1)
 
 
@@ -78,7 +57,7 @@ def log_partition(reward, ref, beta) -> Tensor:
     Returns:
         One value per prompt, shape [...] (the response dim is reduced).
     """
-    reward, ref, beta = _checked(reward, ref, beta)
+    reward, ref, beta = v.gibbs_inputs(reward, ref, beta)
     out = torch.logsumexp(ref.log() + reward / beta, dim=-1)
     return out * (beta.squeeze(-1) if isinstance(beta, Tensor) else beta)
 
@@ -100,7 +79,7 @@ def regularized_value(policy, reward, ref, beta) -> Tensor:
     Returns:
         One value per prompt, shape [...].
     """
-    reward, ref, beta = _checked(reward, ref, beta)
+    reward, ref, beta = v.gibbs_inputs(reward, ref, beta)
     policy = v.probabilities(policy, "policy")
     policy, reward, ref = v.broadcast({"policy": policy, "reward": reward, "ref": ref})
     if isinstance(beta, Tensor):

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import torch
 
-from . import _validation as v
-from .optimal import _checked, _log_gibbs
+from . import validation as v
+from .optimal import log_gibbs
 
 Tensor = torch.Tensor
 
@@ -218,10 +218,10 @@ def psi_optimal_policy(pref, mu, ref, tau, psi: str | Callable[[Tensor], Tensor]
         )
     # A −inf score (y always loses to a sampled y') is legitimate: probability 0.
     neg = torch.isneginf(scores)
-    _, ref, tau = _checked(
+    _, ref, tau = v.gibbs_inputs(
         torch.where(neg, 0.0, scores), ref, tau, beta_name="tau", reward_name="scores"
     )
-    log_pi = _log_gibbs(scores, ref, tau)
+    log_pi = log_gibbs(scores, ref, tau)
     if log_pi.isnan().any():
         raise ValueError(
             "every response with π_ref > 0 has Ψ-score −inf: the ΨPO optimum is undefined"

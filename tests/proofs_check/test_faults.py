@@ -48,7 +48,7 @@ CAUGHT_BY = {
     "toybandit.losses.sigmoid-norm-summed": "rafailov2023.dpo.token-averaged",
     "toybandit.losses.orpo-probability-ratio": "hong2024.orpo.odds-ratio",
     "toybandit.losses.apo-zero-rejected-sign": "doosterlinck2024.apo-zero.no-minimiser",
-    "toybandit.minimise.no-escape": "doosterlinck2024.apo-zero.no-minimiser",
+    "toybandit.minimise.any-escape": "zhao2023.hinge.deterministic",
     "toybandit.minimise.underflow-is-a-minimum": "wang2024.fdpo.deterministic",
     "tokenmdp.lm.shifted-logprobs": "rafailov2024.lm.token-logprobs",
     "tokenmdp.lm.mask-ignored": "rafailov2024.lm.token-logprobs",

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import tokenmdp as tm
+from tests.toybandit.trl_reference import trainer_loss
 from tokenmdp import lm
 
 transformers = pytest.importorskip("transformers")
@@ -15,12 +16,7 @@ F64 = torch.float64
 
 
 def gpt2(seed=0, vocab=VOCAB, dtype=F64, positions=32):
-    cfg = transformers.GPT2Config(
-        vocab_size=vocab, n_positions=positions, n_embd=16, n_layer=2, n_head=2,
-        bos_token_id=1, eos_token_id=1, pad_token_id=0,
-    )  # fmt: skip
-    torch.manual_seed(seed)
-    return transformers.GPT2LMHeadModel(cfg).eval().to(dtype)
+    return lm.tiny_gpt2(vocab, seed=seed, positions=positions, width=16, dtype=dtype)
 
 
 def llama(seed=0, vocab=VOCAB, dtype=F64):
@@ -235,9 +231,7 @@ def test_preference_batch_tokenises_like_trl(trl_setup):
 @pytest.mark.parametrize("beta", [0.1, 2.0])
 def test_preference_losses_equal_trl(trl_setup, ours, theirs, beta):
     trainer, trl_batch, tokenizer, rows, model, ref = trl_setup
-    trainer.loss_types, trainer.loss_weights, trainer.beta = [theirs], [1.0], beta
-    with torch.no_grad():
-        expected = trainer._compute_loss(trainer.model, trl_batch, False).item()
+    expected = trainer_loss(trainer, trl_batch, loss_types=[theirs], loss_weights=[1.0], beta=beta)
     batch = lm.preference_batch(tokenizer, rows)
     strength = {"beta": beta} if ours == "dpo" else {"tau": beta}  # TRL's "ipo" beta is IPO's τ
     got = lm.preference_loss(model, ref, batch, ours, **strength, tokenizer=tokenizer).mean().item()
@@ -413,12 +407,8 @@ def test_tree_policy_scores_a_given_tree_like_expansion(top_k):
 
 
 def test_a_model_in_train_mode_scores_deterministically_and_keeps_its_modes():
-    cfg = transformers.GPT2Config(
-        vocab_size=VOCAB, n_positions=32, n_embd=16, n_layer=2, n_head=2,
-        resid_pdrop=0.5, embd_pdrop=0.5, attn_pdrop=0.5,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(cfg).double().train()
+    dropout = {"resid_pdrop": 0.5, "embd_pdrop": 0.5, "attn_pdrop": 0.5}
+    model = lm.tiny_gpt2(VOCAB, width=16, dtype=F64, **dropout).train()
     model.transformer.h[0].eval()  # a caller's mixed modes come back as they were
     x = ids()
     a, b = lm.token_logprobs(model, x), lm.token_logprobs(model, x)

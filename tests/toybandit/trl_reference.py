@@ -5,6 +5,11 @@ log-probabilities of that batch computed here independently of TRL (log-softmax 
 gather, mask). ``trl_dpo_loss`` / ``trl_kto_loss`` run the trainer's loss method with the given
 config; ``trl_cpo_loss`` / ``trl_orpo_loss`` call TRL's experimental loss methods, which take
 log-probabilities directly, with only the config attributes they read.
+
+TRL's private API is called in one place only, :func:`trainer_loss` (``_compute_loss``, and the
+loss settings a trainer copies from its config); every test that needs a trainer's loss goes
+through it, so a TRL refactor fails there, by name. The ``lm`` extra bounds trl to the minor
+version this was checked against.
 """
 
 from __future__ import annotations
@@ -27,21 +32,14 @@ def _tokenizer():
 
 
 def _models(seed: int = 0):
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from tokenmdp.lm import tiny_gpt2
 
-    config = GPT2Config(
-        vocab_size=len(WORDS),
-        n_positions=16,
-        n_embd=16,
-        n_layer=1,
-        n_head=2,
-        bos_token_id=1,
-        eos_token_id=1,
-        pad_token_id=0,
-        initializer_range=0.2,
-    )  # log-ratios of O(1): beyond the near-linear regime
-    torch.manual_seed(seed)
-    return GPT2LMHeadModel(config).eval(), GPT2LMHeadModel(config).eval()
+    g = torch.Generator().manual_seed(seed)  # one stream: the two models differ
+    size = {"positions": 16, "width": 16, "layers": 1}
+    # initializer_range 0.2: log-ratios of O(1), beyond the near-linear regime
+    return tuple(
+        tiny_gpt2(len(WORDS), generator=g, initializer_range=0.2, **size) for _ in range(2)
+    )
 
 
 def token_logps(model, input_ids, attention_mask, completion_mask):
@@ -115,15 +113,40 @@ def trl_dpo_loss(
     discopop_tau=0.05,
 ) -> float:
     """``DPOTrainer._compute_loss`` with the given ``DPOConfig`` loss settings (float32)."""
-    t = world.trainer
-    t.loss_types = [loss_type] if isinstance(loss_type, str) else list(loss_type)
-    t.loss_weights = loss_weights or [1.0] * len(t.loss_types)
-    t.beta, t.label_smoothing = beta, label_smoothing
-    t.f_divergence_type, t.f_alpha_divergence_coef = f_divergence_type, f_alpha_divergence_coef
-    t.ld_alpha, t.use_weighting = ld_alpha, use_weighting
-    t.args.discopop_tau = discopop_tau
+    loss_types = [loss_type] if isinstance(loss_type, str) else list(loss_type)
+    world.trainer.args.discopop_tau = discopop_tau
+    return trainer_loss(
+        world.trainer,
+        world.batch,
+        loss_types=loss_types,
+        loss_weights=loss_weights or [1.0] * len(loss_types),
+        beta=beta,
+        label_smoothing=label_smoothing,
+        f_divergence_type=f_divergence_type,
+        f_alpha_divergence_coef=f_alpha_divergence_coef,
+        ld_alpha=ld_alpha,
+        use_weighting=use_weighting,
+    )
+
+
+def trainer_loss(trainer, batch, **loss_settings) -> float:
+    """The trainer's loss on a collated ``batch`` (no gradient), with ``loss_settings`` set first.
+
+    The one call of TRL's private API in the tests: ``trainer._compute_loss(trainer.model, batch,
+    return_outputs=False)`` of ``DPOTrainer`` and ``KTOTrainer`` (TRL 1.16). Each setting is a
+    loss attribute the trainer copied from its config in ``__init__`` (``beta``, ``loss_types``,
+    ...) and must exist already: a TRL that renamed one would otherwise keep its old value in
+    force silently.
+    """
+    for name, value in loss_settings.items():
+        if not hasattr(trainer, name):
+            raise AttributeError(
+                f"{type(trainer).__name__} has no attribute {name!r}: TRL's trainer internals "
+                "changed (see the trl bound of the lm extra in pyproject.toml)"
+            )
+        setattr(trainer, name, value)
     with torch.no_grad():
-        return t._compute_loss(t.model, world.batch, False).item()
+        return trainer._compute_loss(trainer.model, batch, False).item()
 
 
 class KTOWorld(NamedTuple):
@@ -180,11 +203,14 @@ def kto_world(output_dir: str) -> KTOWorld:
 def trl_kto_loss(
     world: KTOWorld, *, loss_type="kto", beta=0.1, desirable_weight=1.0, undesirable_weight=1.0
 ) -> float:
-    t = world.trainer
-    t.loss_type, t.beta = loss_type, beta
-    t.desirable_weight, t.undesirable_weight = desirable_weight, undesirable_weight
-    with torch.no_grad():
-        return t._compute_loss(t.model, world.batch, False).item()
+    return trainer_loss(
+        world.trainer,
+        world.batch,
+        loss_type=loss_type,
+        beta=beta,
+        desirable_weight=desirable_weight,
+        undesirable_weight=undesirable_weight,
+    )
 
 
 def _config(**attrs):

@@ -4,7 +4,8 @@ Any ``transformers`` causal LM (PEFT-wrapped ones included) is scored exactly as
 ``model(...).logits`` say: the fast body + head path is used only where a probe has shown it to be
 that computation (:func:`fast_path`). One job per module:
 
-- :mod:`~tokenmdp.lm.model`: model facts, input checks, the probe (``vocab_size``, ``fast_path``);
+- :mod:`~tokenmdp.lm.model`: model facts, input checks, the probe (``vocab_size``, ``fast_path``),
+  and ``tiny_gpt2``, the small random GPT-2 that tests, claims and the lab build from a config;
 - :mod:`~tokenmdp.lm.scoring`: per-token log-probabilities, the Q/V view, implicit and implied
   per-token rewards (``token_logprobs``, ``q_values``, ``implicit_token_rewards``,
   ``implied_rewards``);
@@ -20,7 +21,7 @@ object they act on: ``implicit_token_rewards`` (tabular ``implicit_rewards``),
 """
 
 from .expand import Expansion, expand_tree, model_beam_search, tree_policy
-from .model import context_length, fast_path, vocab_size
+from .model import context_length, fast_path, tiny_gpt2, vocab_size
 from .plot import plot_credit
 from .preferences import PREFERENCE_LOSSES, completion_logratios, preference_batch, preference_loss
 from .scoring import QView, implicit_token_rewards, implied_rewards, q_values, token_logprobs
@@ -40,6 +41,7 @@ __all__ = [
     "preference_batch",
     "preference_loss",
     "q_values",
+    "tiny_gpt2",
     "token_logprobs",
     "tree_policy",
     "vocab_size",

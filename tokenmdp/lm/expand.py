@@ -9,7 +9,8 @@ from typing import NamedTuple
 
 import torch
 
-from ..tree import TokenTree, segment_logsumexp
+from ..segments import segment_log_softmax_
+from ..tree import TokenTree
 from .model import context_length, out_dtype, vocab_size
 from .scoring import next_logprobs
 
@@ -154,8 +155,8 @@ def tree_policy(
             kids = ((parent >= nodes[0]) & (parent <= nodes[-1])).nonzero().squeeze(-1)
             which = torch.searchsorted(nodes, parent[kids])
             kept = full[which, ids[kids]]
-            total = segment_logsumexp(kept, n_children[nodes])
-            logp[kids] = kept - total[which]
+            total = segment_log_softmax_(kept, n_children[nodes])  # kept ← log π over siblings
+            logp[kids] = kept
             cut[nodes] = (-torch.expm1(total)).clamp(min=0.0)
     shaped = TokenTree(
         tree.parent.cpu(), tree.token.cpu(), logp, vocab_size=tree.vocab_size, eos=tree.eos

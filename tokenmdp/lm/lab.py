@@ -30,6 +30,7 @@ import torch
 
 import toybandit as tb
 
+from ..segments import segment_log_softmax
 from ..sequences import (
     implicit_rewards,
     path_sum,
@@ -39,9 +40,9 @@ from ..sequences import (
 )
 from ..solve import soft_solve
 from ..train import sample_trajectory_pairs
-from ..tree import TokenTree, segment_logsumexp
+from ..tree import TokenTree
 from .expand import tree_policy
-from .model import vocab_size
+from .model import tiny_gpt2, vocab_size
 
 Tensor = torch.Tensor
 
@@ -78,10 +79,8 @@ def eos_tree(
     tree = TokenTree.from_sequences(sequences, vocab_size=vocab_size, eos=eos)
     z = torch.randn(tree.n_nodes, generator=generator, dtype=torch.float64) / concentration
     # siblings are contiguous, one block per internal state in order: a segmented log-softmax
-    lse = torch.zeros_like(z)
-    lse[~tree.terminal] = segment_logsumexp(z[1:], tree.n_children[~tree.terminal])
-    log_ref = z - lse[tree.parent.clamp(min=0)]
-    log_ref[0] = 0.0
+    log_ref = torch.zeros_like(z)
+    log_ref[1:] = segment_log_softmax(z[1:], tree.n_children[~tree.terminal])
     return TokenTree(tree.parent, tree.token, log_ref, vocab_size=vocab_size, eos=eos)
 
 
@@ -177,16 +176,13 @@ def preference_dataset(
 
 
 def small_model(vocab: Vocabulary, depth: int, *, seed: int = 0, width: int = 32, layers: int = 2):
-    """A GPT-2 from a config sized for the tree (random weights, float32)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    config = GPT2Config(
-        vocab_size=len(vocab.words), n_positions=int(depth) + 2, n_embd=width, n_layer=layers,
-        n_head=2, bos_token_id=BOS, eos_token_id=vocab.words.index("<eos>"),
-        pad_token_id=PAD, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-    )  # fmt: skip
-    torch.manual_seed(seed)
-    return GPT2LMHeadModel(config)
+    """A GPT-2 from a config sized for the tree (:func:`tokenmdp.lm.tiny_gpt2`: random weights,
+    float32, no dropout), in train mode."""
+    return tiny_gpt2(
+        len(vocab.words), seed=seed, positions=int(depth) + 2, width=width, layers=layers,
+        bos_token_id=BOS, eos_token_id=vocab.words.index("<eos>"), pad_token_id=PAD,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    ).train()  # fmt: skip
 
 
 def warm_up(

@@ -260,3 +260,47 @@ def same_vocabulary(model, ref_model) -> None:
             f"model and ref_model score different vocabularies: {vocab_size(model)} and "
             f"{vocab_size(ref_model)} tokens"
         )
+
+
+def tiny_gpt2(
+    vocab_size: int = 64,
+    *,
+    seed: int = 0,
+    generator: torch.Generator | None = None,
+    positions: int = 32,
+    width: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    dtype: torch.dtype = torch.float32,
+    **config,
+):
+    """A small GPT-2 with random weights, built from a config: nothing is downloaded.
+
+    ``transformers.GPT2LMHeadModel`` of a ``GPT2Config`` with ``vocab_size``, ``n_positions =
+    positions``, ``n_embd = width``, ``n_layer = layers``, ``n_head = heads``, ``bos_token_id =
+    eos_token_id = 1`` and ``pad_token_id = 0``; ``config`` overrides those ids or sets any other
+    field (dropouts, ``initializer_range``). The tests, the claims, the lab and the examples build
+    their models here.
+
+    The weights are drawn from a CPU generator seeded with ``seed``, or from ``generator`` (which
+    then advances, so two calls on one generator give two different models); torch's global
+    random state is left as it was. The weights equal those of ``torch.manual_seed(seed)``
+    followed by ``GPT2LMHeadModel(config)``.
+
+    Returns:
+        The model, in eval mode and in ``dtype``.
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    fields = {"bos_token_id": 1, "eos_token_id": 1, "pad_token_id": 0, **config}
+    cfg = GPT2Config(
+        vocab_size=int(vocab_size), n_positions=int(positions), n_embd=int(width),
+        n_layer=int(layers), n_head=int(heads), **fields,
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(int(seed)) if generator is None else generator
+    # transformers initialises from the global generator: run it on g's state, then hand it back
+    with torch.random.fork_rng(devices=[]):
+        torch.random.set_rng_state(g.get_state())
+        model = GPT2LMHeadModel(cfg)
+        g.set_state(torch.random.get_rng_state())
+    return model.to(dtype).eval()

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import torch
 
-from toybandit import _validation as v
+from toybandit import validation as v
 
 from .model import (
     check_batch,

@@ -1,4 +1,14 @@
-"""Input checks shared by every public function: fail loudly, never renormalise or clip."""
+"""Input checks shared by every public function of toybandit and tokenmdp.
+
+Each check returns its argument in a usable form (a floating tensor, a float, an int) or raises
+``ValueError`` naming the argument and the condition it breaks (``docs/conventions.md``). Nothing
+is renormalised, clipped or silently cast to another meaning: an unnormalised distribution, a
+negative weight or a float index is refused, never repaired.
+
+Tolerances follow the dtype: a distribution normalised in a dtype sums to 1 within about Y·eps
+(:func:`sum_tol`), and a preference matrix satisfies P_ij + P_ji = 1 within a few ulps
+(:func:`pref_tol`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +20,27 @@ from collections.abc import Callable
 import torch
 
 Tensor = torch.Tensor
+
+__all__ = [
+    "as_tensor",
+    "broadcast",
+    "finite",
+    "gibbs_inputs",
+    "in_range",
+    "indices",
+    "integer",
+    "log_normalised",
+    "logratio_pair",
+    "non_decreasing",
+    "number",
+    "positive",
+    "pref_tol",
+    "preference_entries",
+    "probabilities",
+    "prompt_param",
+    "sum_tol",
+    "weights",
+]
 
 # A distribution normalised in a given dtype sums to 1 within about Y·eps; these bounds leave room for
 # 10^6 responses in float64 and 10^2 in float32 while still catching a forgotten normalisation.
@@ -33,10 +64,14 @@ def as_tensor(x, name: str) -> Tensor:
 
 
 def sum_tol(dtype: torch.dtype) -> float:
+    """How far from 1 a distribution normalised in ``dtype`` may sum: 1e-9 in float64, 1e-5 in
+    float32, 1e-2 in half precision."""
     return _SUM_TOL.get(dtype, 1e-9)
 
 
 def pref_tol(dtype: torch.dtype) -> float:
+    """How far P_ij + P_ji may be from 1 (Nguyen 2025, (8c)) in ``dtype``: 1e-12 in float64,
+    1e-6 in float32."""
     return _PREF_TOL.get(dtype, 1e-12)
 
 
@@ -155,6 +190,7 @@ def non_decreasing(fn: Callable[[Tensor], Tensor], name: str, *, points: int = 1
 
 
 def finite(x, name: str) -> Tensor:
+    """``x`` as a floating tensor (see :func:`as_tensor`) with no NaN or ±inf entry."""
     x = as_tensor(x, name)
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} must be finite, got {x[~torch.isfinite(x)][:3].tolist()}")
@@ -175,6 +211,7 @@ def positive(value, name: str):
 
 
 def in_range(value, name: str, low: float, high: float, *, high_open: bool = False) -> float:
+    """A number in [low, high] (or [low, high) with ``high_open``), as a float."""
     v = number(value, name)
     ok = low <= v < high if high_open else low <= v <= high
     if not ok:
@@ -200,3 +237,55 @@ def broadcast(named: dict[str, Tensor], *, last_dims: int = 1) -> tuple[Tensor, 
         raise ValueError(f"prompt dims do not broadcast: {shapes}") from err
     dtype = functools.reduce(torch.promote_types, (t.dtype for _, t in items))
     return tuple(t.to(dtype).expand(shape) for _, t in items)
+
+
+def prompt_param(param: Tensor, name: str, like: Tensor) -> Tensor:
+    """A per-prompt strength (β or τ as a tensor over the prompt dims [...]) made to broadcast
+    against responses ``like`` [..., Y]: returned as [..., 1] in ``like``'s dtype."""
+    try:
+        torch.broadcast_shapes(param.shape, like.shape[:-1])
+    except RuntimeError as err:
+        raise ValueError(
+            f"{name} of shape {tuple(param.shape)} must broadcast over the prompt dims "
+            f"{tuple(like.shape[:-1])}"
+        ) from err
+    return param.to(like.dtype).unsqueeze(-1)
+
+
+def gibbs_inputs(reward, ref, beta, *, beta_name: str = "beta", reward_name: str = "reward"):
+    """The inputs of a Gibbs policy π_ref e^{r/β}/Z: a finite ``reward`` [..., Y], probabilities
+    ``ref`` broadcast against it, and β > 0 (a number, or a tensor over the prompt dims returned
+    by :func:`prompt_param` as [..., 1]). Returns (reward, ref, beta)."""
+    reward = finite(reward, reward_name)
+    ref = probabilities(ref, "ref")
+    beta = positive(beta, beta_name)
+    reward, ref = broadcast({reward_name: reward, "ref": ref})
+    if isinstance(beta, Tensor):
+        beta = prompt_param(beta, beta_name, reward)
+    return reward, ref, beta
+
+
+def logratio_pair(chosen_logratios, rejected_logratios) -> tuple[Tensor, Tensor]:
+    """q(y_w) and q(y_l) (or log-probabilities) as floating tensors of one shape, one entry per
+    pair."""
+    chosen = as_tensor(chosen_logratios, "chosen_logratios")
+    rejected = as_tensor(rejected_logratios, "rejected_logratios")
+    if chosen.shape != rejected.shape:
+        raise ValueError(
+            "chosen_logratios and rejected_logratios must have the same shape (one entry per pair), "
+            f"got {tuple(chosen.shape)} and {tuple(rejected.shape)}"
+        )
+    return chosen, rejected
+
+
+def weights(w, n: int, *, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
+    """One weight per pair: finite, non-negative, not all 0, shape [n], in ``dtype``; all 1 (on
+    ``device``) when ``w`` is None. Not normalised."""
+    if w is None:
+        return torch.ones(n, dtype=dtype, device=device)
+    w = as_tensor(w, "weights").to(dtype)
+    if w.shape != (n,):
+        raise ValueError(f"weights must have shape ({n},), got {tuple(w.shape)}")
+    if not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError("weights must be finite, non-negative and not all zero")
+    return w
