@@ -44,12 +44,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from . import _validation as v
+from . import validation as v
 from .data import PreferencePairs
 
 Tensor = torch.Tensor
@@ -65,6 +66,9 @@ _SATURATED = 600.0
 _MAX_STEP = 8.0
 # A stall with some log π/π_ref below −30 (π/π_ref < 1e-13) is in a tail, not at a kink.
 _DEEP = 30.0
+# the far probes of an escape reach 2^(_FAR − 1) nats along a linear piece (1024 otherwise)
+_FAR = 61
+_EPS = torch.finfo(torch.float64).eps
 
 
 class LossMinimum(NamedTuple):
@@ -100,20 +104,6 @@ class LossMinimum(NamedTuple):
     loss_rate: float
     verdict: str
     unique: bool | None = None
-
-
-def _indices(x, name: str, size: int, n: int | None) -> Tensor:
-    t = torch.as_tensor(x)
-    if t.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-        raise ValueError(f"pairs.{name} must be an integer tensor, got {t.dtype}")
-    t = t.long().reshape(-1) if t.dim() <= 1 else None
-    if t is None:
-        raise ValueError(f"pairs.{name} must be 1-d")
-    if n is not None and t.shape[0] != n:
-        raise ValueError(f"pairs.{name} must have {n} entries (one per pair), got {t.shape[0]}")
-    if t.numel() and (t.min() < 0 or t.max() >= size):
-        raise ValueError(f"pairs.{name} must lie in [0, {size}), got [{t.min()}, {t.max()}]")
-    return t
 
 
 def minimise_loss(
@@ -155,6 +145,39 @@ def minimise_loss(
         ValueError: a non-callable loss, one returning the wrong shape, NaN, or no gradient;
             invalid ``ref``, ``pairs``, ``on`` or ``lengths``.
     """
+    p = _checked(loss, pairs, ref, on, lengths, pair_inputs, steps)
+    f = _Objective(p)
+    _check_loss(f.per_pair, p.log_ref, p.weights.numel())
+    run = _newton(f, int(steps), tolerance)
+    _tail_test(f, run, int(steps))
+    result = _result(f, run)
+    if p.single:
+        return result._replace(
+            policy=result.policy[0], vanishing=result.vanishing[0], rates=result.rates[0]
+        )
+    return result
+
+
+# -- the checked problem and its objective ---------------------------------------------------------
+
+
+class _Problem(NamedTuple):
+    """The checked inputs of :func:`minimise_loss`, on [X, Y] logits."""
+
+    loss: Callable[..., Tensor]
+    pair_inputs: Callable[[Tensor], tuple[Tensor, Tensor]] | None
+    on: str
+    single: bool  # ref was [Y]
+    support: Tensor  # π_ref > 0
+    log_ref: Tensor  # 0 off the support
+    prompts: Tensor
+    chosen: Tensor
+    rejected: Tensor
+    weights: Tensor  # summing to 1
+    extra: tuple[Tensor, ...]  # (chosen lengths, rejected lengths), or ()
+
+
+def _checked(loss, pairs, ref, on, lengths, pair_inputs, steps) -> _Problem:
     if not callable(loss):
         raise ValueError(
             f"loss must be callable (chosen, rejected) -> per-pair losses, got {type(loss)}"
@@ -172,285 +195,346 @@ def minimise_loss(
         raise ValueError(f"steps must be ≥ 1, got {steps}")
     single = ref.dim() == 1
     ref2 = ref.unsqueeze(0) if single else ref
-    num_prompts, num_responses = ref2.shape
-    chosen = _indices(pairs.chosen, "chosen", num_responses, None)
-    n = chosen.shape[0]
-    if n == 0:
-        raise ValueError("pairs must hold at least one pair")
-    rejected = _indices(pairs.rejected, "rejected", num_responses, n)
-    if pairs.prompts is None:
-        if not single:
-            raise ValueError("pairs.prompts is required when ref is [X, Y]")
-        prompts = torch.zeros(n, dtype=torch.long)
-    else:
-        prompts = _indices(pairs.prompts, "prompts", num_prompts, n)
-    if pairs.weights is None:
-        weights = torch.ones(n, dtype=torch.float64)
-    else:
-        weights = v.as_tensor(pairs.weights, "pairs.weights").to(torch.float64)
-        if weights.shape != (n,) or not torch.isfinite(weights).all() or (weights < 0).any():
-            raise ValueError(f"pairs.weights must be finite and non-negative, shape ({n},)")
-        if weights.sum() <= 0:
-            raise ValueError("pairs.weights must not all be zero")
-    device = ref.device
-    chosen, rejected, prompts = chosen.to(device), rejected.to(device), prompts.to(device)
-    weights = (weights / weights.sum()).to(device)
+    prompts, chosen, rejected, weights = _checked_pairs(pairs, ref2.shape, single)
     support = ref2 > 0
     if not (support[prompts, chosen].all() and support[prompts, rejected].all()):
         raise ValueError("a pair uses a response with ref = 0, whose log-ratio is undefined")
     extra: tuple[Tensor, ...] = ()
     if lengths is not None:
-        lens = v.as_tensor(lengths, "lengths").to(torch.float64).to(ref.device)
-        try:
-            lens = lens.expand(num_prompts, num_responses)
-        except RuntimeError as err:
-            raise ValueError(
-                f"lengths must be [Y] or [X, Y] like ref, got {tuple(lens.shape)}"
-            ) from err
-        if not (torch.isfinite(lens).all() and (lens >= 1).all()):
-            raise ValueError("lengths must be finite and ≥ 1")
+        lens = _checked_lengths(lengths, ref2)
         extra = (lens[prompts, chosen], lens[prompts, rejected])
-
     log_ref = torch.where(support, ref2.log(), 0.0)
-    neg_inf = torch.tensor(-math.inf, dtype=torch.float64, device=ref.device)
+    return _Problem(
+        loss, pair_inputs, on, single, support, log_ref, prompts, chosen, rejected, weights, extra
+    )
 
-    def per_pair(theta: Tensor) -> Tensor:
-        log_pi = torch.log_softmax(torch.where(support, theta, neg_inf), dim=-1)
-        if pair_inputs is not None:
-            return loss(*pair_inputs(log_pi), *extra)
-        x = log_pi - log_ref if on == "logratios" else log_pi
-        x = torch.where(support, x, 0.0)
-        return loss(x[prompts, chosen], x[prompts, rejected], *extra)
 
-    theta = log_ref.clone()
-    _check_loss(per_pair, theta, n)
+def _checked_pairs(pairs: PreferencePairs, shape, single: bool) -> tuple[Tensor, ...]:
+    """(prompts, chosen, rejected, weights summing to 1) on the device of ``ref``."""
+    num_prompts, num_responses = shape
+    chosen = v.indices(pairs.chosen, "pairs.chosen", num_responses)
+    n = chosen.shape[0]
+    if n == 0:
+        raise ValueError("pairs must hold at least one pair")
+    rejected = v.indices(pairs.rejected, "pairs.rejected", num_responses, n)
+    if pairs.prompts is None:
+        if not single:
+            raise ValueError("pairs.prompts is required when ref is [X, Y]")
+        prompts = torch.zeros(n, dtype=torch.long)
+    else:
+        prompts = v.indices(pairs.prompts, "pairs.prompts", num_prompts, n)
+    weights = v.weights(pairs.weights, n)
+    return prompts, chosen, rejected, weights / weights.sum()
 
-    def objective(flat: Tensor) -> Tensor:
-        return (weights * per_pair(flat.reshape(theta.shape))).sum()
 
-    def decrease(old: Tensor, new: Tensor) -> float:
-        # Σ w (ℓ(new) − ℓ(old)) pair by pair: near an infimum the change is far below the rounding
-        # error of L itself.
+def _checked_lengths(lengths, ref2: Tensor) -> Tensor:
+    lens = v.as_tensor(lengths, "lengths").to(torch.float64).to(ref2.device)
+    try:
+        lens = lens.expand(*ref2.shape)
+    except RuntimeError as err:
+        raise ValueError(
+            f"lengths must be [Y] or [X, Y] like ref, got {tuple(lens.shape)}"
+        ) from err
+    if not (torch.isfinite(lens).all() and (lens >= 1).all()):
+        raise ValueError("lengths must be finite and ≥ 1")
+    return lens
+
+
+class _Objective:
+    """L(θ) = Σ_k w_k ℓ_k(θ) of one problem (called on flat θ), and what the minimiser reads
+    off it: the pairs' losses, changes of L pair by pair, and forward-mode slopes."""
+
+    def __init__(self, p: _Problem):
+        self.p = p
+        self.neg_inf = torch.tensor(-math.inf, dtype=torch.float64, device=p.support.device)
+
+    def per_pair(self, theta: Tensor) -> Tensor:
+        p = self.p
+        log_pi = torch.log_softmax(torch.where(p.support, theta, self.neg_inf), dim=-1)
+        if p.pair_inputs is not None:
+            return p.loss(*p.pair_inputs(log_pi), *p.extra)
+        x = log_pi - p.log_ref if p.on == "logratios" else log_pi
+        x = torch.where(p.support, x, 0.0)
+        return p.loss(x[p.prompts, p.chosen], x[p.prompts, p.rejected], *p.extra)
+
+    def __call__(self, flat: Tensor) -> Tensor:
+        return (self.p.weights * self.per_pair(flat.reshape(self.p.support.shape))).sum()
+
+    def log_pi(self, theta: Tensor) -> Tensor:
+        return torch.log_softmax(torch.where(self.p.support, theta, self.neg_inf), dim=-1)
+
+    def decrease(self, old: Tensor, new: Tensor) -> float:
+        """Σ w (ℓ(new) − ℓ(old)) pair by pair: near an infimum the change is far below the
+        rounding error of L itself."""
         with torch.no_grad():
-            d = weights * (per_pair(new) - per_pair(old))
+            d = self.p.weights * (self.per_pair(new) - self.per_pair(old))
         if torch.isnan(d).any():
             raise ValueError("loss returned NaN during the minimisation (at finite log-ratios)")
         return d.sum().item()
 
-    def invisible(old: Tensor, new: Tensor) -> bool:
-        # the change of L is below its rounding error: what an underflow leaves to slopes alone
+    def noise(self, theta: Tensor) -> float:
+        """The rounding error of L at θ."""
         with torch.no_grad():
-            noise = 16 * eps * (weights * per_pair(old)).abs().sum().item()
+            return 16 * _EPS * (self.p.weights * self.per_pair(theta)).abs().sum().item()
+
+    def invisible(self, old: Tensor, new: Tensor) -> bool:
+        """The change of L is below its rounding error: what an underflow leaves to slopes."""
         try:
-            return abs(decrease(old, new)) <= noise
+            return abs(self.decrease(old, new)) <= self.noise(old)
         except ValueError:
             return False
 
-    def slope_along(at: Tensor, direction: Tensor) -> float:
-        # dL/ds = Σ_k w_k dℓ_k/ds by forward-mode AD, pair by pair: a change of 1e-22 in a loss of
-        # size 1 is lost to rounding in L(new) − L(old), and in a reverse-mode gradient it is
-        # lost when O(1) terms of other pairs (which cancel exactly) are accumulated first
-        d = torch.where(support, direction, 0.0).detach()
+    def slope_along(self, at: Tensor, direction: Tensor) -> float:
+        """dL/ds = Σ_k w_k dℓ_k/ds by forward-mode AD, pair by pair: a change of 1e-22 in a loss
+        of size 1 is lost to rounding in L(new) − L(old), and in a reverse-mode gradient it is
+        lost when O(1) terms of other pairs (which cancel exactly) are accumulated first."""
+        d = torch.where(self.p.support, direction, 0.0).detach()
         try:
-            _, tangent = torch.func.jvp(per_pair, (at.detach(),), (d,))
+            _, tangent = torch.func.jvp(self.per_pair, (at.detach(),), (d,))
         except Exception:  # an op without a forward-mode rule: the double-backward JVP
-            _, tangent = torch.autograd.functional.jvp(per_pair, at.detach(), d)
-        value = (weights * tangent).sum().item()
+            _, tangent = torch.autograd.functional.jvp(self.per_pair, at.detach(), d)
+        value = (self.p.weights * tangent).sum().item()
         if math.isnan(value):
             raise ValueError("loss has a NaN derivative during the minimisation")
         return value
 
-    history: list[Tensor] = []
-    converged, escaped, stalled, saturated = False, False, False, False
-    eps = torch.finfo(torch.float64).eps
-    it = 0
-    for it in range(1, int(steps) + 1):  # noqa: B007 (it is reported)
-        grad, hess = _derivatives(objective, theta)
-        with torch.no_grad():
-            losses_now = weights * per_pair(theta)
-        scale = max(1.0, losses_now.sum().abs().item())
-        # off the gauge: a constant per prompt moves nothing, but would count against the cap
-        step = _off_gauge(_newton_step(grad, hess, support), support)
-        slope = (grad * step).sum().item()
-        newton = slope < 0
-        # stationary to rounding, unless Newton still sees a step: deep in a tail the gradient
-        # is below the scale of L while the step is not small (checked after the loop)
-        if grad.abs().max() <= 1e-13 * scale and not (newton and step.abs().max() > tolerance):
-            converged = True
-            break
-        if (
-            grad.abs().max() <= 1e-13 * scale
-            and step.abs().max() > 1e-3
-            and _settled(step, support)
-        ):
-            # a tail: Newton still takes long steps towards the boundary (apo_zero once the
-            # responses that stay have settled, before six equal steps were seen); confirm it as
-            # an escape. (A smaller step with a tiny gradient is a flat minimiser: take it.)
-            clean = _escape_direction(step, support)
-            if _confirm_escape(slope_along, theta, clean, support):
-                history.append(clean)
-                escaped = True
-            else:
-                stalled = True
-            break
-        if not newton:
-            step = _off_gauge(-grad, support)
-            slope = (grad * step).sum().item()
-        # Below the rounding error of Σ w ℓ no line search can see a decrease; there the full
-        # Newton step is trusted (local quadratic convergence), as it must be to reach 1e-12 in π.
-        noise = 16 * eps * losses_now.abs().sum().item()
-        t = min(1.0, _MAX_STEP / step.abs().max().clamp_min(1e-300).item())
-        if not (newton and -slope <= noise):
-            while decrease(theta, theta + t * step) > 1e-4 * t * slope and t > 1e-12:
-                t /= 2
-            if t <= 1e-12:  # no descent along the step: a kink, or rounding
-                stalled = True
-                break
-        theta = _gauge(theta + t * step, support)
-        history.append(t * step)
-        if (t * step).abs().max() <= tolerance:
-            # a vanishing step certifies a minimiser only where the gradient vanishes too (at a
-            # kink of a non-smooth loss the line search shrinks the step, not the gradient)
-            converged = bool(grad.abs().max() <= 1e-8 * scale)
-            stalled = not converged
-            break
-        if (theta - log_ref)[support].min() < -_SATURATED:
-            # e^q underflows next: the loss went flat at the boundary (bounded losses such as
-            # apo_zero saturate in one long step); the escape is the whole way travelled
-            history.append(theta - log_ref)
-            escaped = _confirm_escape(slope_along, theta, history[-1], support, strict=0)
-            saturated = True
-            break
-        if _escaping(history, support):
-            # the escaping coordinates only: Newton's rounding-level moves on the face (the
-            # responses that stay) would swamp a slope of e^{−100}
-            last = _escape_direction(history[-1], support)
-            history[-1] = last
-            escaped = _confirm_escape(slope_along, theta, last, support)
-            if escaped:
-                break
 
-    underflow = False
-    # out of steps: steepest descent along a linear piece (hinge), or Newton crawling down a
-    # super-exponential tail (f-DPO's α-divergence on a total order) whose gradient is ~1e-12
-    # when the steps run out; a saturated escape that was not confirmed is left unconfirmed
-    exhausted = it == int(steps) and not (converged or escaped or stalled or saturated)
-    if (converged or stalled or exhausted) and not escaped:
-        cancels = _cancels(per_pair, weights, theta)
-        if cancels is False:
-            # "stationary" (or stalled) only because the gradient and the changes of L are
-            # below their rounding: every pair's gradient still points the same way (a tail
-            # such as e^{−e^x}, on which Newton's steps shrink); no minimum if L falls on
-            underflow = _confirm_falling(slope_along, invisible, theta, theta - log_ref, support)
-        elif cancels is None:
-            # every pair's gradient exactly 0 (reverse mode): a genuine flat minimum, or every
-            # loss underflowed; forward-mode slopes still see a fall of 1e-209, else bisect
-            underflow = _confirm_falling(
-                slope_along, invisible, theta, theta - log_ref, support
-            ) or _underflowed(per_pair, log_ref, theta)
-        if underflow:
-            escaped = True
-            history.append(theta - log_ref)
-            converged, stalled = True, False
+# -- Newton's iteration, the tail test and the verdict ---------------------------------------------
 
+
+@dataclass
+class _Run:
+    """Where Newton's iteration ended and how."""
+
+    theta: Tensor
+    it: int = 0
+    converged: bool = False
+    escaped: bool = False
+    stalled: bool = False
+    saturated: bool = False  # stopped at the boundary (see _SATURATED)
+    underflow: bool = False  # an escape seen by the tail test, below L's rounding
+    history: list[Tensor] = field(default_factory=list)  # the moves, then the escape
+
+
+def _newton(f: _Objective, steps: int, tolerance: float) -> _Run:
+    """Newton's method from π_ref until it converges, stalls, or an escape is confirmed."""
+    run = _Run(f.p.log_ref.clone())
+    for it in range(1, steps + 1):
+        run.it = it
+        if _newton_iteration(f, run, tolerance):
+            break
+    return run
+
+
+def _newton_iteration(f: _Objective, run: _Run, tolerance: float) -> bool:
+    """One Newton step on ``run`` (in place); True when the iteration is over."""
+    support, theta = f.p.support, run.theta
+    grad, hess = _derivatives(f, theta)
+    with torch.no_grad():
+        scale = max(1.0, (f.p.weights * f.per_pair(theta)).sum().abs().item())
+    # off the gauge: a constant per prompt moves nothing, but would count against the cap
+    step = _off_gauge(_newton_step(grad, hess, support), support)
+    newton = (grad * step).sum().item() < 0
+    flat = bool(grad.abs().max() <= 1e-13 * scale)
+    # stationary to rounding, unless Newton still sees a step: deep in a tail the gradient is
+    # below the scale of L while the step is not small (checked after the loop)
+    if flat and not (newton and step.abs().max() > tolerance):
+        run.converged = True
+        return True
+    if flat and step.abs().max() > 1e-3 and _settled(step, support):
+        # a tail: Newton still takes long steps towards the boundary (apo_zero once the
+        # responses that stay have settled, before six equal steps were seen); confirm it as an
+        # escape. (A smaller step with a tiny gradient is a flat minimiser: take it.)
+        clean = _escape_direction(step, support)
+        run.escaped = _confirm_escape(f.slope_along, theta, clean, support)
+        run.stalled = not run.escaped
+        if run.escaped:
+            run.history.append(clean)
+        return True
+    if not newton:
+        step = _off_gauge(-grad, support)
+    t = _step_length(f, theta, step, grad, newton)
+    if t is None:  # no descent along the step: a kink, or rounding
+        run.stalled = True
+        return True
+    run.theta = _gauge(theta + t * step, support)
+    run.history.append(t * step)
+    if (t * step).abs().max() <= tolerance:
+        # a vanishing step certifies a minimiser only where the gradient vanishes too (at a
+        # kink of a non-smooth loss the line search shrinks the step, not the gradient)
+        run.converged = bool(grad.abs().max() <= 1e-8 * scale)
+        run.stalled = not run.converged
+        return True
+    return _escape_seen(f, run)
+
+
+def _step_length(
+    f: _Objective, theta: Tensor, step: Tensor, grad: Tensor, newton: bool
+) -> float | None:
+    """Armijo's backtracking from the longest step the cap allows; None if none descends.
+
+    Below the rounding error of Σ w ℓ no line search can see a decrease; there the full Newton
+    step is trusted (local quadratic convergence), as it must be to reach 1e-12 in π."""
+    slope = (grad * step).sum().item()
+    t = min(1.0, _MAX_STEP / step.abs().max().clamp_min(1e-300).item())
+    if newton and -slope <= f.noise(theta):
+        return t
+    while f.decrease(theta, theta + t * step) > 1e-4 * t * slope and t > 1e-12:
+        t /= 2
+    return None if t <= 1e-12 else t
+
+
+def _escape_seen(f: _Objective, run: _Run) -> bool:
+    """After a step: has the iterate reached the boundary, or do the steps escape?"""
+    support, theta = f.p.support, run.theta
+    if (theta - f.p.log_ref)[support].min() < -_SATURATED:
+        # e^q underflows next: the loss went flat at the boundary (bounded losses such as
+        # apo_zero saturate in one long step); the escape is the whole way travelled
+        run.history.append(theta - f.p.log_ref)
+        run.escaped = _confirm_escape(f.slope_along, theta, run.history[-1], support, strict=0)
+        run.saturated = True
+        return True
+    if _escaping(run.history, support):
+        # the escaping coordinates only: Newton's rounding-level moves on the face (the
+        # responses that stay) would swamp a slope of e^{−100}
+        run.history[-1] = _escape_direction(run.history[-1], support)
+        run.escaped = _confirm_escape(f.slope_along, theta, run.history[-1], support)
+        return run.escaped
+    return False
+
+
+def _tail_test(f: _Objective, run: _Run, steps: int) -> None:
+    """A stop that is not a confirmed escape may still be one below the rounding of L (in place).
+
+    Out of steps: steepest descent along a linear piece (hinge), or Newton crawling down a
+    super-exponential tail (f-DPO's α-divergence on a total order) whose gradient is ~1e-12 when
+    the steps run out; a saturated escape that was not confirmed is left unconfirmed."""
+    exhausted = run.it == steps and not (
+        run.converged or run.escaped or run.stalled or run.saturated
+    )
+    if run.escaped or not (run.converged or run.stalled or exhausted):
+        return
+    theta, travelled = run.theta, run.theta - f.p.log_ref
+    cancels = _cancels(f.per_pair, f.p.weights, theta)
+    if cancels is False:
+        # "stationary" (or stalled) only because the gradient and the changes of L are below
+        # their rounding: the pairs' gradients do not cancel (a tail such as e^{−e^x}, on which
+        # Newton's steps shrink); no minimum if L falls on
+        falls = _confirm_falling(f.slope_along, f.invisible, theta, travelled, f.p.support)
+    elif cancels is None:
+        # every pair's gradient exactly 0 (reverse mode): a genuine flat minimum, or every loss
+        # underflowed; forward-mode slopes still see a fall of 1e-209, else bisect
+        falls = _confirm_falling(
+            f.slope_along, f.invisible, theta, travelled, f.p.support
+        ) or _underflowed(f.per_pair, f.p.log_ref, theta)
+    else:
+        falls = False
+    if falls:
+        run.underflow = run.escaped = run.converged = True
+        run.stalled = False
+        run.history.append(travelled)
+
+
+def _result(f: _Objective, run: _Run) -> LossMinimum:
+    """Certify a kink by cutting planes or a Newton minimiser's uniqueness, and say which."""
+    support = f.p.support
     planes, unique = None, None
-    deep = bool((theta - log_ref)[support].min() < -_DEEP)
-    if not (converged or escaped):
-        stalled = True
-    if stalled and not deep:
+    deep = bool((run.theta - f.p.log_ref)[support].min() < -_DEEP)
+    if not (run.converged or run.escaped):
+        run.stalled = True
+    if run.stalled and not deep:
         # a kink of a non-smooth loss (hinge): Newton's model is useless there; for a convex
         # piecewise-smooth loss Kelley's cutting planes reach the minimum with a certified gap.
         # Not deep in a tail: there a bounded loss is flat to rounding (apo_down near a vertex)
         # and "gap 0" would certify a plateau
-        planes = _cutting_planes(objective, theta, support)
+        planes = _cutting_planes(f, run.theta, support)
         if planes is not None:
-            theta, gap = planes
-            theta = _gauge(theta, support)
-            converged = True
-    elif converged and not escaped:
-        unique = _nonsingular(_derivatives(objective, theta)[1], support)
-
+            run.theta = _gauge(planes[0], support)
+            run.converged = True
+    elif run.converged and not run.escaped:
+        unique = _nonsingular(_derivatives(f, run.theta)[1], support)
     with torch.no_grad():
-        log_pi = torch.log_softmax(torch.where(support, theta, neg_inf), dim=-1)
-        value = objective(theta.reshape(-1)).item()
-    if underflow:
-        rates = _unit_ray(history[-1], support)[1]
-        # of the responses that went down: those that went at least a tenth as fast as the
-        # fastest, and slower ones whose own slope (moving them alone further down) is not
-        # positive; one that settled on the remaining face (a few nats against the tens the
-        # escaping ones travelled) wants to go back up
-        vanishing = (rates <= -0.1) | ((rates < -1e-6) & _falls_alone(slope_along, theta, support))
-        names = [tuple(i.tolist()) if not single else int(i[1]) for i in vanishing.nonzero()]
+        policy = f.log_pi(run.theta).exp()
+        value = f(run.theta.reshape(-1)).item()
+    if run.underflow:
+        return _underflow_result(f, run, policy, value)
+    if run.escaped:
+        return _escape_result(f, run, policy, value)
+    zeros = torch.zeros_like(policy)
+    if run.converged and planes is not None:
         verdict = (
-            f"no finite minimiser: L keeps falling as log π → −∞ for {names}, by amounts below "
-            "float64's resolution of L (every pair's gradient has the same sign; the slope "
-            "along the way travelled stays negative)"
+            f"finite minimiser at a kink (cutting planes: gap {planes[1]:.1e} in L, a "
+            "certificate if L is convex; the cuts found no violation)"
         )
-        result = LossMinimum(
-            log_pi.exp(), value, False, True, it, vanishing, rates, math.nan, verdict
+    elif run.converged:
+        verdict = "finite minimiser (Newton converged" + (
+            ")" if unique else "; not unique: L is flat along some direction)"
         )
-    elif escaped:
-        d = history[-1]
-        rates, loss_rate = _escape_rates(slope_along, theta, d, support)
-        vanishing = rates < -1e-6
-        # A response whose every pair has underflowed (its gradient is exactly 0) is left where
-        # it is by Newton's step, though it is on its way out: it vanishes if the way travelled
-        # took it below a response that stays.
-        stuck = support & (_derivatives(objective, theta)[0] == 0)
-        if stuck.any() and (~stuck & support & ~vanishing).any():
-            travelled = torch.where(support, theta - log_ref, math.inf)
-            stays = torch.where(~stuck & support & ~vanishing, travelled, -math.inf)
-            below = travelled < stays.max(dim=-1, keepdim=True).values
-            vanishing = torch.where(stuck, below, vanishing)
-            rates = torch.where(stuck & below & ~(rates < -1e-6), -1.0, rates)
-        names = [tuple(i.tolist()) if not single else int(i[1]) for i in vanishing.nonzero()]
-        tail = (
-            f"L − inf L ∝ e^(−{loss_rate:.4g} s)"
-            if loss_rate > 0
-            else "L falls without bound or more slowly than any e^(−κs)"
-            if loss_rate == 0
-            else "the rate of L's approach is not measurable"
-        )
+    elif deep:
         verdict = (
-            f"no finite minimiser: L keeps falling as log π → −∞ for {names}; "
-            f"{tail} while the fastest log π falls like −s"
-        )
-        result = LossMinimum(
-            log_pi.exp(), value, False, True, it, vanishing, rates, loss_rate, verdict
+            f"not certified: stalled after {run.it} steps deep in a tail (some π/π_ref < e^-30), "
+            "where the loss is flat to rounding: an escape that could not be confirmed"
         )
     else:
-        zeros = torch.zeros_like(log_pi)
-        if converged and planes is not None:
-            verdict = (
-                f"finite minimiser at a kink (cutting planes: gap {gap:.1e} in L, a certificate "
-                "if L is convex; the cuts found no violation)"
-            )
-        elif converged:
-            verdict = "finite minimiser (Newton converged" + (
-                ")" if unique else "; not unique: L is flat along some direction)"
-            )
-        elif stalled and deep:
-            verdict = (
-                f"not certified: stalled after {it} steps deep in a tail (some π/π_ref < e^-30), "
-                "where the loss is flat to rounding: an escape that could not be confirmed"
-            )
-        elif stalled:
-            verdict = (
-                f"not certified: stalled after {it} steps with a non-zero gradient (a kink where "
-                "cutting planes found the loss not convex, or a minimiser beyond their box)"
-            )
-        else:
-            verdict = (
-                f"not certified: no convergence in {it} steps (non-smooth or slowly escaping loss)"
-            )
-        result = LossMinimum(
-            log_pi.exp(), value, True, converged, it, zeros.bool(), zeros, math.nan, verdict, unique
+        verdict = (
+            f"not certified: stalled after {run.it} steps with a non-zero gradient (a kink where "
+            "cutting planes found the loss not convex, or a minimiser beyond their box)"
         )
-    if single:
-        return result._replace(
-            policy=result.policy[0], vanishing=result.vanishing[0], rates=result.rates[0]
-        )
-    return result
+    return LossMinimum(
+        policy, value, True, run.converged, run.it, zeros.bool(), zeros, math.nan, verdict, unique
+    )
+
+
+def _underflow_result(f: _Objective, run: _Run, policy: Tensor, value: float) -> LossMinimum:
+    support, theta = f.p.support, run.theta
+    rates = _unit_ray(run.history[-1], support)[1]
+    # of the responses that went down: those that went at least a tenth as fast as the fastest,
+    # and slower ones whose own slope (moving them alone further down) is not positive; one that
+    # settled on the remaining face (a few nats against the tens the escaping ones travelled)
+    # wants to go back up, and one balanced by its pairs to rounding only looks as if it fell
+    total, terms = _balance(f.per_pair, f.p.weights, theta)
+    balanced = (terms > 0) & (total <= 1e-6 * terms)
+    slow = (rates < -1e-6) & _falls_alone(f.slope_along, theta, support) & ~balanced
+    vanishing = (rates <= -0.1) | slow
+    verdict = (
+        f"no finite minimiser: L keeps falling as log π → −∞ for {_names(vanishing, f.p.single)}, "
+        "by amounts below float64's resolution of L (the pairs' gradients do not cancel; the "
+        "slope along the way travelled stays negative)"
+    )
+    return LossMinimum(policy, value, False, True, run.it, vanishing, rates, math.nan, verdict)
+
+
+def _escape_result(f: _Objective, run: _Run, policy: Tensor, value: float) -> LossMinimum:
+    support, theta = f.p.support, run.theta
+    rates, loss_rate = _escape_rates(f.slope_along, theta, run.history[-1], support)
+    vanishing = rates < -1e-6
+    # A response whose every pair has underflowed (its gradient is exactly 0) is left where it
+    # is by Newton's step, though it is on its way out: it vanishes if the way travelled took it
+    # below a response that stays.
+    stuck = support & (_derivatives(f, theta)[0] == 0)
+    if stuck.any() and (~stuck & support & ~vanishing).any():
+        travelled = torch.where(support, theta - f.p.log_ref, math.inf)
+        stays = torch.where(~stuck & support & ~vanishing, travelled, -math.inf)
+        below = travelled < stays.max(dim=-1, keepdim=True).values
+        vanishing = torch.where(stuck, below, vanishing)
+        rates = torch.where(stuck & below & ~(rates < -1e-6), -1.0, rates)
+    tail = (
+        f"L − inf L ∝ e^(−{loss_rate:.4g} s)"
+        if loss_rate > 0
+        else "L falls without bound or more slowly than any e^(−κs)"
+        if loss_rate == 0
+        else "the rate of L's approach is not measurable"
+    )
+    verdict = (
+        f"no finite minimiser: L keeps falling as log π → −∞ for "
+        f"{_names(vanishing, f.p.single)}; {tail} while the fastest log π falls like −s"
+    )
+    return LossMinimum(policy, value, False, True, run.it, vanishing, rates, loss_rate, verdict)
+
+
+def _names(vanishing: Tensor, single: bool) -> list:
+    """The vanishing responses: y for one prompt, (x, y) for several."""
+    return [int(i[1]) if single else tuple(i.tolist()) for i in vanishing.nonzero()]
 
 
 def _cutting_planes(
@@ -476,15 +560,13 @@ def _cutting_planes(
     Returns:
         (θ of the best point, certified gap), or None.
     """
-    from scipy.optimize import linprog
-
     flat0 = theta.reshape(-1).detach()
     idx = support.reshape(-1).nonzero().squeeze(-1)
     spread = (flat0[idx].max() - flat0[idx].min()).item() if idx.numel() else 0.0
     box = max(box, 3 * spread)  # room for a minimiser as spread out again as the start
-    m = idx.numel()
-    prompt = torch.arange(theta.shape[0]).repeat_interleave(theta.shape[1])[idx.cpu()].numpy()
     x0 = flat0[idx].cpu().numpy()
+    prompt = torch.arange(theta.shape[0]).repeat_interleave(theta.shape[1])[idx.cpu()].numpy()
+    a_eq = (prompt[None, :] == np.unique(prompt)[:, None]).astype(float)  # the gauge
 
     def evaluate(x: np.ndarray) -> tuple[float, np.ndarray, Tensor]:
         full = flat0.clone()
@@ -494,23 +576,14 @@ def _cutting_planes(
         (grad,) = torch.autograd.grad(value, full)
         return value.item(), grad[idx].cpu().numpy(), full.detach()
 
-    a_eq = (prompt[None, :] == np.unique(prompt)[:, None]).astype(float)
-    b_eq = a_eq @ x0
-    a_eq = np.hstack([a_eq, np.zeros((a_eq.shape[0], 1))])
-    bounds = [(x - box, x + box) for x in x0] + [(None, None)]
-    cost = np.zeros(m + 1)
-    cost[-1] = 1.0
     points, values, grads, rows, rhs = [], [], [], [], []
-    x = x0
-    best = None
+    x, best = x0, None
     for _ in range(max_cuts):
         value, grad, full = evaluate(x)
         if not (math.isfinite(value) and np.isfinite(grad).all()):
             return None
-        scale = max(1.0, abs(value))
-        for xj, vj, gj in zip(points, values, grads, strict=True):
-            if value < vj + gj @ (x - xj) - 1e-9 * scale:
-                return None  # below a cut: not convex, the LP bounds mean nothing
+        if _below_a_cut(x, value, points, values, grads):
+            return None  # not convex: the LP bounds mean nothing
         points.append(x)
         values.append(value)
         grads.append(grad)
@@ -518,46 +591,64 @@ def _cutting_planes(
             best = (value, full, x)
         rows.append(np.append(grad, -1.0))
         rhs.append(grad @ x - value)
-        lp = linprog(
-            cost,
-            A_ub=np.array(rows),
-            b_ub=np.array(rhs),
-            A_eq=a_eq,
-            b_eq=b_eq,
-            bounds=bounds,
-            method="highs",
-            options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10},
-        )
-        if lp.status != 0:
+        lp = _lowest_plane(np.array(rows), np.array(rhs), a_eq, x0, box)
+        if lp is None:
             return None
-        gap = best[0] - lp.fun
         tol = gap_tol * max(1.0, abs(best[0]))
-        if gap <= tol and box * max(np.abs(g).sum() for g in grads) <= tol:
+        if best[0] - lp.fun > tol:
+            x = lp.x[:-1]
+            continue
+        if box * max(np.abs(g).sum() for g in grads) <= tol and any(np.any(g) for g in grads):
             # every cut flat to within the tolerance: L is smooth with a tiny slope here (a
             # tail Newton left, L − inf L ~ 1e-13), where any point passes; a kink has a real
             # subgradient. Only exactly flat cuts (zero subgradients) certify a minimum
-            if any(np.any(g != 0) for g in grads):
-                return None
-        if gap <= tol:
-            if np.abs(best[2] - x0).max() <= box - 1e-6:
-                return best[1].reshape(theta.shape), max(gap, 0.0)
-            # at the box: a flat set of minimisers (hinge with every margin met) reaches it, or
-            # the minimiser lies beyond. A point of the model's optimal set strictly inside the
-            # box where L attains the bound is a global minimiser (L convex); find the closest
-            level = lp.fun + 1e-12 * max(1.0, abs(best[0]))  # the bound, up to the LP's rounding
-            inner = _inner_point(np.array(rows), np.array(rhs), a_eq, b_eq, x0, level, box)
-            if inner is None or np.abs(inner - x0).max() > box - 1e-6:
-                return None
-            value, _, full = evaluate(inner)
-            if value - lp.fun <= tol:
-                return full.reshape(theta.shape), max(value - lp.fun, 0.0)
-            x = inner  # the model is loose there: cut at that point too and go on
-            continue
-        x = lp.x[:m]
+            return None
+        if np.abs(best[2] - x0).max() <= box - 1e-6:
+            return best[1].reshape(theta.shape), max(best[0] - lp.fun, 0.0)
+        # at the box: a flat set of minimisers (hinge with every margin met) reaches it, or the
+        # minimiser lies beyond. A point of the model's optimal set strictly inside the box
+        # where L attains the bound is a global minimiser (L convex); find the closest
+        level = lp.fun + 1e-12 * max(1.0, abs(best[0]))  # the bound, up to the LP's rounding
+        inner = _inner_point(np.array(rows), np.array(rhs), a_eq, x0, level, box)
+        if inner is None or np.abs(inner - x0).max() > box - 1e-6:
+            return None
+        value, _, full = evaluate(inner)
+        if value - lp.fun <= tol:
+            return full.reshape(theta.shape), max(value - lp.fun, 0.0)
+        x = inner  # the model is loose there: cut at that point too and go on
     return None
 
 
-def _inner_point(rows, rhs, a_eq, b_eq, x0, level: float, box: float):
+def _below_a_cut(x: np.ndarray, value: float, points, values, grads) -> bool:
+    """L(x) below an earlier cut L(x_j) + g_jᵀ(x − x_j): L is not convex (a necessary check)."""
+    scale = max(1.0, abs(value))
+    return any(
+        value < vj + gj @ (x - xj) - 1e-9 * scale
+        for xj, vj, gj in zip(points, values, grads, strict=True)
+    )
+
+
+def _lowest_plane(rows, rhs, a_eq, x0, box: float):
+    """Kelley's LP: min t over (x, t) with every cut ≤ t, the gauge kept and x within ``box``
+    of x₀ (scipy's HiGHS); None if it fails."""
+    from scipy.optimize import linprog
+
+    cost = np.zeros(x0.size + 1)
+    cost[-1] = 1.0
+    lp = linprog(
+        cost,
+        A_ub=rows,
+        b_ub=rhs,
+        A_eq=np.hstack([a_eq, np.zeros((a_eq.shape[0], 1))]),
+        b_eq=a_eq @ x0,
+        bounds=[(x - box, x + box) for x in x0] + [(None, None)],
+        method="highs",
+        options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10},
+    )
+    return lp if lp.status == 0 else None
+
+
+def _inner_point(rows, rhs, a_eq, x0, level: float, box: float):
     """argmin ‖x − x₀‖_∞ over the cutting-plane model's level set {max_j cut_j(x) ≤ level} (the
     gauge kept), by one more linear programme; None if infeasible."""
     from scipy.optimize import linprog
@@ -573,8 +664,8 @@ def _inner_point(rows, rhs, a_eq, b_eq, x0, level: float, box: float):
         np.append(np.zeros(m), 1.0),
         A_ub=a_ub,
         b_ub=b_ub,
-        A_eq=np.hstack([a_eq[:, :m], np.zeros((a_eq.shape[0], 1))]),
-        b_eq=b_eq,
+        A_eq=np.hstack([a_eq, np.zeros((a_eq.shape[0], 1))]),
+        b_eq=a_eq @ x0,
         bounds=[(x - box, x + box) for x in x0] + [(0, None)],
         method="highs",
     )
@@ -616,16 +707,27 @@ def _check_loss(per_pair: Callable[[Tensor], Tensor], theta: Tensor, n: int) -> 
 def _cancels(
     per_pair: Callable[[Tensor], Tensor], weights: Tensor, theta: Tensor, ratio: float = 1e-6
 ) -> bool | None:
-    """At a stationary point the pairs' gradients cancel: ‖Σ_k w_k ∇ℓ_k‖ ≤ ratio · Σ_k w_k ‖∇ℓ_k‖
-    (at a minimiser reached to 1e-12 in π the left side is ~1e-12 of the right). None when every
-    pair is exactly flat (a piecewise-linear loss past every kink, or a loss underflowed to its
-    asymptote: :func:`_underflowed` tells them apart)."""
-    jac = torch.autograd.functional.jacobian(per_pair, theta.detach()).reshape(weights.numel(), -1)
-    total = (weights @ jac).norm()
-    terms = (weights * jac.norm(dim=-1)).sum()
-    if terms.item() == 0.0:
+    """At a stationary point the pairs' gradients cancel in every logit (:func:`_balance`). None
+    when every pair is exactly flat (a piecewise-linear loss past every kink, or a loss
+    underflowed to its asymptote: :func:`_underflowed` tells them apart)."""
+    total, terms = _balance(per_pair, weights, theta)
+    if terms.sum().item() == 0.0:
         return None
-    return bool(total <= ratio * terms)
+    return bool((total <= ratio * terms).all())
+
+
+def _balance(
+    per_pair: Callable[[Tensor], Tensor], weights: Tensor, theta: Tensor
+) -> tuple[Tensor, Tensor]:
+    """|Σ_k w_k ∂ℓ_k/∂θ_y| and Σ_k w_k |∂ℓ_k/∂θ_y| per logit, shaped like θ: at a minimiser
+    reached to 1e-12 in π the first is ~1e-12 of the second in every logit. Per logit, not in
+    norm: a response deep in a tail whose own pairs have underflowed still feels the others
+    through the normalisation, a slope of π_y·O(1) ≈ 1e-38 that no norm over all logits can
+    see (apo_zero at β = 20, βq ≈ −1000)."""
+    jac = torch.autograd.functional.jacobian(per_pair, theta.detach()).reshape(weights.numel(), -1)
+    total = (weights @ jac).abs().reshape(theta.shape)
+    terms = (weights.unsqueeze(-1) * jac.abs()).sum(0).reshape(theta.shape)
+    return total, terms
 
 
 def _underflowed(per_pair: Callable[[Tensor], Tensor], start: Tensor, end: Tensor) -> bool:
@@ -755,7 +857,8 @@ def _confirm_escape(
     slope_along, theta: Tensor, step: Tensor, support: Tensor, *, strict: int = 6
 ) -> bool:
     """L falls strictly at θ + 2^k·step for k < ``strict`` and never rises up to k = 9, nor at
-    2^k nats (k ≤ 10) along the unit ray of the step (the sign of dL/ds along it).
+    2^k nats (k ≤ 10, and on to k = 60 while the slope stays that of a linear piece, see
+    :func:`_linear`) along the unit ray of the step (the sign of dL/ds along it).
 
     Strictly: a loss that reaches its infimum at a finite point (hinge once every βh ≥ 1) goes
     flat there, and then a finite minimiser exists; the far probes reach such a point even when
@@ -766,14 +869,18 @@ def _confirm_escape(
     underflow; a saturated escape (see ``_SATURATED``) passes ``strict=0``.
     """
     unit = _unit_ray(step, support)[0]
-    probes = [(2.0**k) * step for k in range(10)] + [(2.0**k) * unit for k in range(11)]
+    probes = [(2.0**k) * step for k in range(10)] + [(2.0**k) * unit for k in range(_FAR)]
     first = last = 0.0
+    slopes: list[float] = []
     for k, move in enumerate(probes):
+        if k == 10 + 11 and not _linear(slopes[-2:]):
+            break  # a curved tail out to 1024 nats; only a linear piece is followed further
         direction = step if k < 10 else unit
         try:
             d = slope_along(theta + move, direction)
         except ValueError:  # NaN far out: a loss undefined there confirms nothing
             return False
+        slopes.append(d)
         if d > 0 or (k < strict and not d < 0):
             return False
         if d < 0:
@@ -783,6 +890,14 @@ def _confirm_escape(
         if k == 9:
             first = last = 0.0  # the far probes start over
     return True
+
+
+def _linear(slopes: list[float]) -> bool:
+    """Two slopes equal to 1e-9 and non-zero: L falls along a linear piece, which may end in a
+    kink far out (a hinge whose last margin grows by 2e-3 nats per nat of the ray meets it
+    2700 nats on), so the far probes follow it out to 2^60 nats."""
+    a, b = slopes
+    return a != 0 and abs(a - b) <= 1e-9 * abs(a)
 
 
 def _stops_dead(first: float, last: float) -> bool:
@@ -825,12 +940,23 @@ def _confirm_falling(
 
 
 def _falls_on(slope_along, theta: Tensor, unit: Tensor, *, decaying: bool = False) -> bool:
-    """The probes of :func:`_confirm_falling` along ``unit``. ``decaying``: the slope must also
-    die out over the probes (below 1e-3 of the first by 512 nats, or an underflow or NaN ends
-    them): a tail, not a long linear piece (a hinge far from its flat set)."""
-    first = last = 0.0
+    """The probes of :func:`_confirm_falling` along ``unit``, out to 512 nats, and on to 2^60
+    while the slope stays that of a linear piece (:func:`_linear`), whose end may be a kink far
+    out. ``decaying``: the slope must also die out over the probes (below 1e-3 of the first, or
+    an underflow or NaN ends them): a tail, not a long linear piece (a hinge far from its flat
+    set). A slope at θ itself below 1e-250 that is exactly 0 a quarter nat on is a
+    super-exponential tail underflowing (f-DPO's forward KL: e^{−660} at θ), not a kink."""
+    try:
+        at = slope_along(theta, unit)
+    except ValueError:
+        at = math.nan
+    underflowing = -1e-250 < at < 0
+    first = last = -at if underflowing else 0.0
+    slopes: list[float] = []
     ended = False
-    for k, t in enumerate((0.25, 0.5, *(2.0**j for j in range(10)))):
+    for k, t in enumerate((0.25, 0.5, *(2.0**j for j in range(_FAR)))):
+        if k == 12 and not _linear(slopes[-2:]):
+            break
         try:
             d = slope_along(theta + t * unit, unit)
         except ValueError:
@@ -838,7 +964,8 @@ def _falls_on(slope_along, theta: Tensor, unit: Tensor, *, decaying: bool = Fals
                 return False
             ended = True
             break
-        if d > 0 or (k == 0 and not d < 0):
+        slopes.append(d)
+        if d > 0 or (k == 0 and not d < 0 and not underflowing):
             return False
         if d < 0:
             first, last = first or -d, -d

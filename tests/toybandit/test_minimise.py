@@ -404,38 +404,52 @@ def test_doubly_exponential_escape_is_not_called_a_minimiser():
     assert twin.finite and twin.converged and twin.unique
 
 
+# Worlds of ``proofs-check --claim atlas --instances 200`` (claim, seed, instance) on which the
+# minimiser once gave a wrong verdict: π_ref, μ, the total order (best first), β.
+_ONCE_WRONG = {
+    "fdpo 0/121": ([0.14350575766476334, 0.15520569487415542, 0.13992663755014317,
+                    0.12998936179650764, 0.43137254811443043],
+                   [0.023643383531906516, 0.5962885452092245, 0.024825811335322318,
+                    0.060800080069557394, 0.2944421798539892], [1, 3, 0, 2, 4], 0.20494038139382942),
+    "fdpo 1/154": ([0.1728856464710841, 0.2889437122545415, 0.0733571878202618,
+                    0.16870249663642545, 0.2961109568176872],
+                   [0.09612460885760796, 0.5640216357112801, 0.25577090576186046,
+                    0.052145679852468096, 0.0319371698167835], [2, 4, 0, 3, 1], 0.44255124549841485),
+    "hinge 2/78": ([0.06507558871200049, 0.18789397763768903, 0.03842641793136082,
+                    0.46988515172483325, 0.23871886399411638],
+                   [0.2654280265620226, 0.12371738783309941, 0.06251465562514276,
+                    0.2626991018625781, 0.2856408281171571], [3, 0, 1, 2, 4], 0.2202030596226936),
+    "hinge 1/69": ([0.2978223038987083, 0.09511302841972988, 0.19241536913583404,
+                    0.18577961647304256, 0.2288696820726853],
+                   [0.7458143712638386, 0.12212515120680695, 0.01861909290421019,
+                    0.03934775272891757, 0.07409363189622638], [1, 0, 3, 2, 4], 0.4983718719129715),
+}  # fmt: skip
+
+
+def _once_wrong(name: str, loss):
+    """(``loss(β)`` per pair, population pairs, π_ref, μ) of a world in ``_ONCE_WRONG``."""
+    ref, mu, order, beta = _ONCE_WRONG[name]
+    rank = torch.empty(len(order), dtype=torch.long)
+    rank[torch.tensor(order)] = torch.arange(len(order))
+    pref = (rank[:, None] < rank[None, :]).to(F64).fill_diagonal_(0.5)
+    mu = torch.tensor(mu, dtype=F64)
+    return loss(beta), tb.population_pairs(pref, mu), torch.tensor(ref, dtype=F64), mu
+
+
+def _f_dpo(kind: str):
+    return lambda beta: losses.trl_pair_loss("sigmoid", beta, f_divergence_type=kind).fn
+
+
+def _hinge(beta):
+    return functools.partial(losses.hinge, beta=beta)
+
+
 def _alpha_total_order():
     """f-DPO with the α-divergence (α = ½) on the total order 1 > 3 > 0 > 2 > 4: s(q) =
     2(1 − e^{−q/2}), so the losers' pairs fall like e^{−2β e^{−q/2}Δ}. Newton crawls down this tail
-    and its 500 steps run out with the losers near q ≈ −17 and a gradient of ~1e-12 (the world of
-    ``wang2024.fdpo.deterministic``, seed 0, instance 121)."""
-    ref = torch.tensor(
-        [
-            0.14350575766476334,
-            0.15520569487415542,
-            0.13992663755014317,
-            0.12998936179650764,
-            0.43137254811443043,
-        ],
-        dtype=F64,
-    )
-    mu = torch.tensor(
-        [
-            0.023643383531906516,
-            0.5962885452092245,
-            0.024825811335322318,
-            0.060800080069557394,
-            0.2944421798539892,
-        ],
-        dtype=F64,
-    )
-    rank = torch.empty(5, dtype=torch.long)
-    rank[torch.tensor([1, 3, 0, 2, 4])] = torch.arange(5)
-    pref = (rank[:, None] < rank[None, :]).to(F64).fill_diagonal_(0.5)
-    alpha = losses.trl_pair_loss(
-        "sigmoid", 0.20494038139382942, f_divergence_type="alpha_divergence"
-    )
-    return alpha.fn, tb.population_pairs(pref, mu), ref
+    and its 500 steps run out with the losers near q ≈ −17 and a gradient of ~1e-12
+    (``wang2024.fdpo.deterministic``, seed 0, instance 121)."""
+    return _once_wrong("fdpo 0/121", _f_dpo("alpha_divergence"))[:3]
 
 
 def test_running_out_of_steps_on_a_tail_is_not_a_kink():
@@ -481,6 +495,57 @@ def test_cutting_planes_refuse_a_gap_closed_by_tiny_slopes():
     x = start.reshape(-1).clone().requires_grad_(True)
     (g0,) = torch.autograd.grad(objective(x), x)
     assert g0.abs().sum() > 1e-3
+
+
+def test_a_response_underflowed_in_its_own_pairs_still_falls():
+    """APO-zero is separable: L = const + Σ_y (b_y − a_y) σ(βq_y), with a_y and b_y the weights of
+    y as chosen and as rejected, so every net-rejected response (b > a) vanishes. At β = 20 their
+    βq reach −1000 and σ underflows to 0: they feel L only through the normalisation, a slope of
+    ~1e-38 that a cancellation test in norm over all logits cannot see ("finite minimiser,
+    Newton converged" before). Reference: b − a summed over the pairs by explicit loops; the
+    net-chosen responses, which balance at the boundary of the simplex, must not be named."""
+    reward = [1.0, 0.3, -0.5, 0.0]
+    pairs = tb.population_pairs(
+        tb.bradley_terry(torch.tensor(reward, dtype=F64)), torch.full((4,), 0.25, dtype=F64)
+    )
+    net = [0.0] * 4
+    triples = zip(
+        pairs.chosen.tolist(), pairs.rejected.tolist(), pairs.weights.tolist(), strict=True
+    )
+    for c, r, w in triples:
+        net[r] += w
+        net[c] -= w
+    ref = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
+    got = minimise_loss(functools.partial(losses.apo_zero, beta=20.0), pairs, ref)
+    assert not got.finite and got.converged, got.verdict
+    assert got.vanishing.tolist() == [x > 1e-12 for x in net] == [False, False, True, True]
+
+
+@pytest.mark.parametrize("name", ["hinge 2/78", "hinge 1/69"])
+def test_a_linear_piece_ending_far_out_is_followed_to_its_end(name):
+    """Hinge on a total order: L attains Σ μ(y)², the ties, once every margin is met (the
+    reference). Seed 2, instance 78 (β = 0.22): steepest descent leaves along a ray on which the
+    margin of (1, 2) grows by only 1.7e-3 nats per nat, so L falls at a constant −5.4e-6 out to
+    ~2700 nats before it goes flat; probing to 1024 nats took that for an escape ("no finite
+    minimiser, L falls without bound"). Seed 1, instance 69: Newton stops where L is still 0.0057
+    above Σ μ², on a linear piece whose slope, moving only the fast responses, changes L by less
+    than its rounding in a quarter nat; the tail test probed it to 512 nats and called it an
+    underflow. Both now follow a linear piece on to 2^60 nats."""
+    loss, pairs, ref, mu = _once_wrong(name, _hinge)
+    got = minimise_loss(loss, pairs, ref)
+    assert got.finite and got.converged, got.verdict
+    assert abs(got.value - (mu**2).sum().item()) < 1e-9
+
+
+def test_a_tail_underflowing_within_a_quarter_nat_is_a_tail():
+    """f-DPO with the forward KL on the order 2 > 4 > 0 > 3 > 1 (seed 1, instance 154): Newton
+    stops after 9 steps where the one pair still felt falls like e^{−660}, and a quarter nat on
+    its slope is exactly 0. That is the tail underflowing, not a minimum ("finite minimiser, not
+    unique" before): every response below the top vanishes."""
+    loss, pairs, ref, _ = _once_wrong("fdpo 1/154", _f_dpo("forward_kl"))
+    got = minimise_loss(loss, pairs, ref)
+    assert not got.finite and got.converged, got.verdict
+    assert got.vanishing.tolist() == [True, True, False, True, True]
 
 
 def test_a_stall_deep_in_a_tail_is_not_certified():
