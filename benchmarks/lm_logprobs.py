@@ -20,6 +20,9 @@ Threads: intra-op parallelism oversubscribed by other busy processes makes CPU t
 so the thread count is fixed (``--threads``, default 1) and printed; every method runs with it.
 
 Usage: python benchmarks/lm_logprobs.py [--quick] [--threads 1] [--out table.md] [--cuda]
+                                       [--markdown | --write]
+(--markdown prints the table of docs/performance.md with its setting line and summary, --write
+replaces it there; the docs carry the full grid, so neither goes with --quick)
 """
 
 from __future__ import annotations
@@ -33,13 +36,51 @@ import sys
 import time
 from pathlib import Path
 
+import _report
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
-
-from tokenmdp import lm
 
 GRID = [(32_000, 8, 256), (32_000, 4, 1024), (128_000, 8, 256), (128_000, 4, 1024)]
 QUICK = [(32_000, 8, 256)]
+METHODS = ("TRL fused head", "`tokenmdp.lm`")
+CONTEXT = ("naive log-softmax + gather", "TRL `selective_log_softmax`")
+NAME, PAGE = "lm-logprobs", "docs/performance.md"
+COMMAND = "python benchmarks/lm_logprobs.py --write"
+HEADER = ("vocabulary", "batch × length", "method", "ms", "tokens/s", "peak MB", "throughput ×",
+          "memory ×")  # fmt: skip
+ALIGN = "rrlrrrrr"
+
+
+def labels(grid=GRID, context: bool = True) -> list[tuple[str, str, str]]:
+    """The first three cells of every row of the table, in order."""
+    methods = METHODS + CONTEXT if context else METHODS
+    return [(str(v), f"{b} × {n}", m) for v, b, n in grid for m in methods]
+
+
+def summary(rows: list[tuple[str, ...]], err: float) -> str:
+    """The sentences under the table, from its cells and the largest difference between methods
+    (the docs' copy is checked against it)."""
+    by = {(r[0], r[1], r[2]): r for r in rows}
+    ours = [r for r in rows if r[2] == METHODS[1]]
+    speed = [float(r[6]) for r in ours]
+    memory = [float(by[(r[0], r[1], METHODS[0])][5]) / float(r[5]) for r in ours]
+    return (
+        f"All methods agree with the fused head to {err:.1e}. `tokenmdp.lm` runs at "
+        f"{min(speed):.2f}–{max(speed):.2f}× the fused head's throughput with "
+        f"1/{min(memory):.0f}–1/{max(memory):.0f} of its peak memory in every row."
+    )
+
+
+def markdown(rows: list[tuple[str, ...]], err: float, machine, threads: int, minutes: float) -> str:
+    """The docs block: the setting line, the table and its summary."""
+    detail = (
+        f"{threads} torch thread{'s' if threads > 1 else ''}; Llama (2 layers, width 128), policy + "
+        f"reference, random weights; ratios against TRL's fused head in the same setting; full "
+        f"grid, best of 3, {minutes:.1f} min in all"
+    )
+    return "\n".join(
+        [_report.setting_line(COMMAND, machine, detail), "", *_report.table(HEADER, rows, ALIGN),
+         "", summary(rows, err)]
+    )  # fmt: skip
 
 
 def _rss(key: str) -> int:
@@ -78,7 +119,10 @@ def measure(fn, device: torch.device, repeat: int) -> tuple[float, float]:
 
 def setting(vocab: int, batch: int, length: int, device: torch.device, repeat: int, context: bool):
     """Rows (method, seconds, peak bytes) and the largest difference between methods."""
+    from transformers import LlamaConfig, LlamaForCausalLM
     from trl.trainer.utils import add_fused_lm_head, selective_log_softmax
+
+    from tokenmdp import lm
 
     config = LlamaConfig(
         vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
@@ -117,9 +161,9 @@ def setting(vocab: int, batch: int, length: int, device: torch.device, repeat: i
         lp = [selective_log_softmax(full_logits(m), ids[:, 1:]) for m in (model, ref)]
         return beta * (lp[0] - lp[1])
 
-    methods = [("TRL fused head", fused), ("tokenmdp.lm", ours)]
+    methods = [(METHODS[0], fused), (METHODS[1], ours)]
     if context:
-        methods += [("naive log-softmax + gather", naive), ("TRL selective_log_softmax", selective)]
+        methods += [(CONTEXT[0], naive), (CONTEXT[1], selective)]
     anchor = fused()
     # entry t of ours is token t + 1; the first token is no prediction (0 in both)
     err = max((fn() - anchor).abs().max().item() for _, fn in methods[1:])
@@ -134,7 +178,15 @@ def main(argv=None) -> None:
     parser.add_argument("--no-context", action="store_true", help="only the fused head and ours")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--cuda", action="store_true")
+    parser.add_argument("--markdown", action="store_true", help="print the docs table")
+    parser.add_argument("--write", action="store_true", help="rewrite the table in " + PAGE)
     args = parser.parse_args(argv)
+    if (args.markdown or args.write) and (args.quick or args.cuda or args.no_context):
+        parser.error("the docs carry the full CPU grid: --markdown/--write go without --quick, "
+                     "--cuda and --no-context")  # fmt: skip
+    machine = _report.this_machine("transformers", "trl")
+    started = time.perf_counter()
+    log = sys.stderr if args.markdown else sys.stdout  # --markdown: only the block on stdout
     if argv is None and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
@@ -150,10 +202,12 @@ def main(argv=None) -> None:
         "| vocabulary | batch × length | method | ms | tokens/s | peak MB | throughput × | memory × |",
         "|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
-    print(lines[0], flush=True)
-    worst = 0.0
+    print(lines[0], file=log, flush=True)
+    worst, table = 0.0, []
     for vocab, batch, length in QUICK if args.quick else GRID:
-        rows, err = setting(vocab, batch, length, device, 1 if args.quick else 3, not args.no_context)
+        rows, err = setting(
+            vocab, batch, length, device, 1 if args.quick else 3, not args.no_context
+        )
         worst = max(worst, err)
         tokens = 2 * batch * (length - 1)
         t0, m0 = rows[0][1], rows[0][2]
@@ -164,11 +218,16 @@ def main(argv=None) -> None:
                 f"{peak / max(m0, 1):.3f} |"
             )
             lines.append(line)
-            print(line, flush=True)
+            table.append(tuple(c.strip() for c in line.strip("|").split(" | ")))
+            print(line, file=log, flush=True)
     lines += ["", f"max |difference| to the fused head over all settings: {worst:.1e}"]
-    print(lines[-1])
+    print(lines[-1], file=log)
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
+    if args.markdown or args.write:
+        minutes = (time.perf_counter() - started) / 60
+        body = markdown(table, worst, machine, args.threads, minutes)
+        _report.emit(PAGE, NAME, body, markdown=args.markdown, write_page=args.write)
 
 
 if __name__ == "__main__":

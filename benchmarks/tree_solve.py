@@ -18,7 +18,10 @@ tokenmdp.solve.SINGLE_THREAD_BELOW node values) against torch's default thread c
 of 1e2 … 1e6 nodes, idle and with a background load (one busy process per core, started by the
 benchmark); ratio = default / chosen, measured in the same process.
 
-Usage: python benchmarks/tree_solve.py [--max-depth 7] [--cuda] [--threads]
+Usage: python benchmarks/tree_solve.py [--max-depth 7] [--cuda] [--threads] [--markdown | --write]
+(--markdown prints the table of docs/performance.md with its setting line and summary, --write
+replaces it there; both skip the thread-choice rows, whose background load would disturb a shared
+machine)
 """
 
 from __future__ import annotations
@@ -29,14 +32,23 @@ import math
 import multiprocessing
 import os
 import re
+import sys
 import time
 
+import _report
 import torch
 
 import tokenmdp.solve
 from tokenmdp import TokenTree, random_tree, soft_solve
 
 VOCAB = 10
+NAME, PAGE = "tree-solve", "docs/performance.md"
+COMMAND = "python benchmarks/tree_solve.py --write"
+HEADER = ("tree", "nodes", "solve [ms]", "nodes/s", "naive ×", "tabular VI ×", "floor [ms]",
+          "solve / floor", "peak")  # fmt: skip
+ALIGN = "lrrrrrrrr"
+LARGE = 5_000_000
+"""Trees of at least this many nodes: past the caches, their peak memory is measured."""
 
 
 def timed(fn, repeat=3, sync=None):
@@ -195,28 +207,75 @@ def thread_rows() -> None:
     print()
 
 
+def cases(max_depth: int = 7) -> list[tuple[int, int, int | str | None]]:
+    """(vocabulary, depth, eos) of every tree, in the order of the table."""
+    out: list[tuple[int, int, int | str | None]] = [
+        (VOCAB, d, None) for d in range(2, max_depth + 1)
+    ]
+    # Every shape near and above 1e7 nodes at the default depth: V=10 full D=7 (1.1e7); EOS trees
+    # (V − 1 children per non-EOS node) V=8 D=8 (7.7e6) and V=16 D=6 (1.3e7); pruned (keep 0.7,
+    # unequal sibling counts) V=10 D=8 (5.8e6) and V=22 D=6 (1.2e7).
+    d = max_depth
+    return [*out, (8, d + 1, 0), (16, d - 1, 0), (VOCAB, d + 1, "pruned"), (22, d - 1, "pruned")]
+
+
+def labels(max_depth: int = 7) -> list[tuple[str]]:
+    """The first cell of every row of the table, in order."""
+    return [(_name(*case),) for case in cases(max_depth)]
+
+
+def _number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+def summary(rows: list[tuple[str, ...]]) -> str:
+    """The sentence under the table, from the table's own cells (the docs' copy is checked
+    against it)."""
+    small = min(_number(r[2]) for r in rows)
+    large = [r for r in rows if _number(r[1]) >= LARGE]
+    speed = [_number(r[3]) / 1e7 for r in large]
+    floor = [_number(r[7]) for r in large]
+    return (
+        f"Each level costs a handful of tensor ops, so small trees pay Python overhead (the "
+        f"smallest takes {small:.2f} ms); trees of {LARGE:.0e} nodes and more run at "
+        f"{min(speed):.1f}–{max(speed):.1f}·10⁷ nodes/s and {min(floor):.1f}–{max(floor):.1f}× the "
+        "memory floor (in between, the floor is a copy within cache and the ratio is larger)."
+    ).replace("e+06", "·10⁶")
+
+
+def markdown(rows: list[tuple[str, ...]], machine) -> str:
+    """The docs block: the setting line, the table and its summary."""
+    detail = "float64, one torch thread, best of 3 (naive: 1 above 20,000 nodes; VI: 1)"
+    return "\n".join(
+        [_report.setting_line(COMMAND, machine, detail), "", *_report.table(HEADER, rows, ALIGN),
+         "", summary(rows)]
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-depth", type=int, default=7)
     parser.add_argument("--cuda", action="store_true")
     parser.add_argument("--threads", action="store_true", help="only the thread-choice rows")
+    parser.add_argument("--markdown", action="store_true", help="print the docs table")
+    parser.add_argument("--write", action="store_true", help="rewrite the table in " + PAGE)
     args = parser.parse_args()
-    thread_rows()
+    docs = args.markdown or args.write
+    machine = _report.this_machine()
+    log = sys.stderr if args.markdown else sys.stdout  # --markdown: only the block on stdout
+    if not docs:
+        thread_rows()
     if args.threads:
         return
     torch.set_num_threads(1)
     beta = 1.0
-    cases = [(VOCAB, d, None) for d in range(2, args.max_depth + 1)]
-    # Every shape near and above 1e7 nodes at the default depth: V=10 full D=7 (1.1e7); EOS trees
-    # (V − 1 children per non-EOS node) V=8 D=8 (7.7e6) and V=16 D=6 (1.3e7); pruned (keep 0.7,
-    # unequal sibling counts) V=10 D=8 (5.8e6) and V=22 D=6 (1.2e7).
-    d = args.max_depth
-    cases += [(8, d + 1, 0), (16, d - 1, 0), (VOCAB, d + 1, "pruned"), (22, d - 1, "pruned")]
+    table = []
     print(
         f"{'tree':>16} {'nodes':>10} {'solve ms':>9} {'nodes/s':>9} {'naive×':>8} "
-        f"{'VI×':>7} {'floor ms':>9} {'solve/floor':>11} {'peak':>6}"
+        f"{'VI×':>7} {'floor ms':>9} {'solve/floor':>11} {'peak':>6}",
+        file=log,
     )
-    for vocab, depth, eos in cases:
+    for vocab, depth, eos in cases(args.max_depth):
         tree = _tree(vocab, depth, eos)
         n = tree.n_nodes
         reward = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -234,15 +293,26 @@ def main() -> None:
             vi = _ratio(t_vi / t_solve)
             del tables
         t_floor = timed(lambda r=reward, t=tree: floor_pass(r, t.log_ref, t.parent))
-        arrays = peak_arrays(tree, reward) if n >= 5_000_000 else None  # above malloc's cache
+        arrays = peak_arrays(tree, reward) if n >= LARGE else None  # above malloc's cache
         peak = "—" if arrays is None else f"{arrays:.1f}"
         print(
             f"{_name(vocab, depth, eos):>16} {n:>10,} {t_solve * 1e3:>9.2f} {n / t_solve:>9.2e} "
-            f"{naive:>8} {vi:>7} {t_floor * 1e3:>9.2f} {t_solve / t_floor:>11.1f} {peak:>6}"
+            f"{naive:>8} {vi:>7} {t_floor * 1e3:>9.2f} {t_solve / t_floor:>11.1f} {peak:>6}",
+            file=log,
+            flush=True,
+        )
+        table.append(
+            (_name(vocab, depth, eos), f"{n:,}", f"{t_solve * 1e3:.2f}", f"{n / t_solve:.2e}",
+             naive, vi, f"{t_floor * 1e3:.2f}", f"{t_solve / t_floor:.1f}", peak)
+        )  # fmt: skip
+        del tree, reward
+    if docs:
+        _report.emit(
+            PAGE, NAME, markdown(table, machine), markdown=args.markdown, write_page=args.write
         )
     if args.cuda and torch.cuda.is_available():
         print("\nCUDA:", torch.cuda.get_device_name())
-        for vocab, depth, eos in cases:
+        for vocab, depth, eos in cases(args.max_depth):
             tree = _tree(vocab, depth, eos).to("cuda")
             reward = torch.randn(tree.n_nodes, dtype=torch.float64, device="cuda")
             sync = torch.cuda.synchronize

@@ -1,8 +1,8 @@
-"""Regenerate the README gallery: every example in its full setting, figures into docs/gallery.
-With ``--readme``: instead run every example with ``--quick`` and rewrite the README's table of
-examples from the numbers they print.
+"""Regenerate the gallery of the docs: every example in its full setting, figures into docs/gallery
+(or ``--out DIR``). With ``--table``: instead run every example with ``--quick`` and rewrite the
+table of examples in docs/gallery.md from the numbers they print.
 
-python examples/gallery.py [--quick | --readme]
+python examples/gallery.py [--quick] [--out DIR] | --table
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     out = HERE.parent / "docs" / "gallery"
     sys.path.insert(0, str(HERE))
-    if "--readme" in argv:
+    if "--table" in argv or "--readme" in argv:  # --readme: the table's former home
         import _readme
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -31,11 +31,11 @@ def main(argv=None) -> None:
                 for name in SCRIPTS
             }
         _readme.write(summaries)
-        print(f"rewrote the table of examples in {_readme.README}")
+        print(f"rewrote the table of examples in {_readme.PAGE}")
         return
     for name in SCRIPTS:
         print(f"== {name}")
-        importlib.import_module(name).main([*argv, "--out", str(out)])
+        importlib.import_module(name).main(["--out", str(out), *argv])  # a given --out wins
 
 
 if __name__ == "__main__":

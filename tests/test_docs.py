@@ -77,8 +77,9 @@ def _exported(module_name: str) -> list[str]:
 
 
 def test_site_builds_strictly(site):
-    for page in ("index.html", "getting-started", "conventions", "claims", "gallery", "lab",
-                 "performance", "course", "course/01_kl_bandit", *API_PAGES.values()):  # fmt: skip
+    for page in ("index.html", "getting-started", "conventions", "claims", "atlas", "gallery", "lab",
+                 "performance", "maintaining", "course", "course/01_kl_bandit",
+                 *API_PAGES.values()):  # fmt: skip
         assert (site / page).exists(), f"the site lacks {page}"
 
 
@@ -196,3 +197,177 @@ def test_nothing_points_outside_the_repository():
         if path.suffix == ".md" and ROOT / "docs" not in path.parents:  # mkdocs checks docs/
             found += [f"{path.relative_to(ROOT)}: link {t}" for t in dangling_links(path, text)]
     assert not found, "references outside the repository:\n" + "\n".join(found)
+
+
+# -- the README and the numbers of the docs ---------------------------------------------------------
+
+README = ROOT / "README.md"
+README_MAX_LINES = 120
+# The only links out of the repository allowed: package registries.
+REGISTRIES = re.compile(r"https://(pypi\.org|download\.pytorch\.org)/")
+
+
+def _pages() -> list[Path]:
+    """The README and every page of the docs."""
+    return [README, *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def test_the_readme_is_short_and_keeps_its_test_command():
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines: move detail to docs/"
+    # .ci/run runs the 4th line from the marker: sed -n '/<!-- test-command -->/,/^```$/p' | sed -n 4p
+    at = lines.index("<!-- test-command -->")
+    assert lines[at + 1 : at + 5] == [
+        "```bash",
+        'pip install "torch==2.13.0" -e ".[test,lm,notebooks,docs]" && proofs-check',
+        "python -m pytest",
+        "```",
+    ]
+
+
+def test_the_readme_code_runs():
+    """Every Python block of the README runs as printed."""
+    blocks = _python_blocks(README)
+    assert len(blocks) >= 2, "the README lost its taste of the packages"
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})
+
+
+def test_every_link_of_the_readme_and_the_docs_resolves():
+    """Relative links name a file of the repository; nothing links out but a package registry."""
+    bad = []
+    for path in _pages():
+        text = _read_text(path)
+        bad += [f"{path.relative_to(ROOT)}: {t}" for t in dangling_links(path, text)]
+        bad += [
+            f"{path.relative_to(ROOT)}: {t} leaves the repository"
+            for t in MD_LINK.findall(text)
+            if re.match(r"[a-z][a-z0-9+.-]*:", t, re.I) and not REGISTRIES.match(t)
+        ]
+    assert not bad, "links that do not resolve in the repository:\n" + "\n".join(bad)
+
+
+def test_the_readme_links_into_every_docs_page_it_replaces():
+    targets = {t.split("#")[0] for t in MD_LINK.findall(README.read_text(encoding="utf-8"))}
+    for page in ("index", "getting-started", "conventions", "claims", "atlas", "gallery", "lab",
+                 "performance", "maintaining", "course/index"):  # fmt: skip
+        assert f"docs/{page}.md" in targets, f"the README does not link docs/{page}.md"
+
+
+# A time, a speed-up or a rate quoted in prose: "12 s", "1.6 min", "20× slower", "2–4× the floor",
+# "4·10⁷ nodes/s", or a setting line. Such numbers live only in blocks written by a script. (A ratio
+# that is no time, such as a residual "50× below its tolerance", is not one.)
+_NUMBER = r"(?<![\w.:{])\d+(?:[.,]\d+)?"
+_DIGIT = r"[\d⁰¹²³⁴⁵⁶⁷⁸⁹]"
+_COMPARED = r"faster|slower|longer|shorter|larger|smaller|more|less|the\b|has\b|that\b"
+TIMING = re.compile(
+    rf"{_NUMBER}\s?(?:s|ms|µs|min|minutes?|seconds?|hours?)\b(?![-/]|\.\w)"
+    rf"|{_DIGIT}\s?×(?=\s*(?:{_COMPARED}|[).,;:]))"
+    rf"|{_DIGIT}\s?(?:nodes|tokens|it|steps)/s\b"
+    r"|^Measured on ",
+    re.M,
+)
+
+
+def _timed_blocks() -> tuple[str, ...]:
+    """Names of the blocks the benchmark scripts write (each under its setting line)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        scripts = (
+            "toybandit_fit",
+            "tree_solve",
+            "lm_logprobs",
+            "lm_expand",
+            "lab_results",
+            "timings",
+        )
+        names = [importlib.import_module(m).NAME for m in scripts]
+        names.append(importlib.import_module("timings").SUMMARY)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return tuple(names)
+
+
+def timings_outside_blocks(text: str, blocks: tuple[str, ...]) -> list[str]:
+    """Every time quoted in ``text`` outside the named generated blocks."""
+    for name in blocks:
+        text = re.sub(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", "",
+                      text, flags=re.S)  # fmt: skip
+    return [
+        text[max(0, m.start() - 30) : m.end() + 10].replace("\n", " ")
+        for m in TIMING.finditer(text)
+    ]
+
+
+TIMED = (
+    "the suite takes 1.6 min on two cores",
+    "about 12 s.",
+    "(~0.1 ms)",
+    "20× slower",
+    "2–4× the floor",
+    "swing by 10×.",
+    "at 4–8·10⁷ nodes/s",
+    "3 minutes",
+    "Measured on x",
+)
+NOT_TIMED = ("64 prompts × 8 responses", "batches 8 × 256", "holds ×2", "eq. (13) is", "1e-6 per run",
+             "16 MB blocks", "the fault × claim matrix", "β = 0.5 s.t.", "(2h − 1)",
+             'f"{name:14s}"', "50× below its tolerance", "at least 50×\nbelow")  # fmt: skip
+
+
+def test_the_timing_scan_has_teeth():
+    for text in TIMED:
+        assert timings_outside_blocks(text, ("t",)), text
+        assert timings_outside_blocks(f"<!-- t:start -->\n{text}\n<!-- t:end -->", ("t",)) == []
+        assert timings_outside_blocks(f"<!-- u:start -->\n{text}\n<!-- u:end -->", ("t",))
+    for text in NOT_TIMED:
+        assert timings_outside_blocks(text, ("t",)) == [], text
+
+
+def test_every_timing_in_the_readme_and_the_docs_is_generated_and_labelled():
+    """Times cannot be regenerated bit for bit, so each lives in a block a script writes, under the
+    line that says when, where and under what load it was measured (tests/test_benchmarks.py)."""
+    blocks = _timed_blocks()
+    found = []
+    for path in _pages():
+        found += [
+            f"{path.relative_to(ROOT)}: …{hit}…"
+            for hit in timings_outside_blocks(_read_text(path), blocks)
+        ]
+    assert not found, (
+        "times quoted outside a generated, labelled block (see docs/maintaining.md):\n"
+        + "\n".join(found)
+    )
+
+
+def _prose(path: Path) -> str:
+    return " ".join(path.read_text(encoding="utf-8").split())
+
+
+def test_the_counts_the_docs_quote_are_the_code_s():
+    from hypothesis import settings
+
+    readme, docs = _prose(README), ROOT / "docs"
+    dev, ci = settings.get_profile("dev").max_examples, settings.get_profile("ci").max_examples
+    assert f"on every run ({dev} per property)" in readme, "test modes: the dev profile's examples"
+    assert f"checks the same {ci} examples per property" in readme, "test modes: the ci profile's"
+    from tests.stats import PER_RUN
+
+    assert f"false-failure probability ≤ {PER_RUN:.0e}".replace("e-06", "e-6") in readme
+    from course import EXERCISES
+
+    notebooks = len(list((ROOT / "notebooks").glob("*.ipynb")))
+    for page in ("index.md", "gallery.md"):
+        assert f"{len(EXERCISES)} exercises for the {notebooks} notebooks" in _prose(docs / page)
+    maintaining = _prose(docs / "maintaining.md")
+    assert f"is at most {README_MAX_LINES} lines" in maintaining
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        idle = importlib.import_module("_report").IDLE_BELOW
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert f"below {idle} per core" in maintaining
+    pytest.importorskip("transformers")
+    from tests.tokenmdp.test_lm_architectures import ARCHITECTURES
+
+    assert f"logits on {len(ARCHITECTURES)} architectures tested" in _prose(docs / "index.md")

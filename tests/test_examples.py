@@ -22,7 +22,7 @@ def examples_on_path():
     sys.path.remove(str(EXAMPLES))
 
 
-SUMMARIES: dict[str, dict] = {}  # quick-setting summaries, reused by the README staleness test
+SUMMARIES: dict[str, dict] = {}  # quick-setting summaries, reused by the docs staleness test
 
 
 def run(name, tmp_path):
@@ -98,9 +98,9 @@ def test_lm_demo(tmp_path):
     assert ok == total > 0
 
 
-def test_the_readme_quotes_the_numbers_the_examples_print(tmp_path):
-    """The README's table of examples equals the one generated from the scripts' quick summaries
-    (``python examples/gallery.py --readme`` rewrites it)."""
+def test_the_docs_quote_the_numbers_the_examples_print(tmp_path):
+    """The table of examples in docs/gallery.md equals the one generated from the scripts' quick
+    summaries (``python examples/gallery.py --table`` rewrites it)."""
     import _readme
 
     names = [n for n in SCRIPTS if n != "lm_demo" or importlib.util.find_spec("transformers")]
@@ -112,4 +112,4 @@ def test_the_readme_quotes_the_numbers_the_examples_print(tmp_path):
         expected = expected.rsplit("\n", 1)[0]
         assert _readme.current().startswith(expected)
     else:
-        assert _readme.current() == expected, "stale: run python examples/gallery.py --readme"
+        assert _readme.current() == expected, "stale: run python examples/gallery.py --table"
