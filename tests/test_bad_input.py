@@ -14,13 +14,7 @@ import torch
 
 import tokenmdp as tm
 import toybandit as tb
-
-F64 = torch.float64
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
+from tests.helpers import F64, gen
 
 REF = torch.tensor([0.2, 0.3, 0.5], dtype=F64)
 MU = torch.full((3,), 1 / 3, dtype=F64)

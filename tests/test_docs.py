@@ -368,6 +368,6 @@ def test_the_counts_the_docs_quote_are_the_code_s():
         sys.path.remove(str(ROOT / "benchmarks"))
     assert f"below {idle} per core" in maintaining
     pytest.importorskip("transformers")
-    from tests.tokenmdp.test_lm_architectures import ARCHITECTURES
+    from tests.tokenmdp.architectures import ARCHITECTURES
 
     assert f"logits on {len(ARCHITECTURES)} architectures tested" in _prose(docs / "index.md")

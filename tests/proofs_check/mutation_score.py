@@ -21,7 +21,12 @@ from pathlib import Path
 
 TB = "tests/toybandit"
 TM = "tests/tokenmdp"
-PC = ["tests/proofs_check/test_cli.py", "tests/proofs_check/test_faults.py"]
+PC = [
+    "tests/proofs_check/test_cli.py",
+    "tests/proofs_check/test_registry.py",
+    "tests/proofs_check/test_coverage.py",
+    "tests/proofs_check/test_faults.py",
+]
 
 # The Bellman claim's tolerance made huge: the first `tolerance=1e-9,` after its id.
 BELLMAN = '"rafailov2024.eq5-7.bellman",'

@@ -5,19 +5,12 @@ import math
 import textwrap
 
 import pytest
-import torch
 
 import toybandit as tb
 from proofs_check import user_loss
 from proofs_check.cli import run
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add synchronisation on a busy CPU
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 MY_LOSSES = '''

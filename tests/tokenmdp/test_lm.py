@@ -6,13 +6,13 @@ import pytest
 import torch
 
 import tokenmdp as tm
+from tests.helpers import F64
 from tests.toybandit.trl_reference import trainer_loss
 from tokenmdp import lm
 
 transformers = pytest.importorskip("transformers")
 
 VOCAB = 40
-F64 = torch.float64
 
 
 def gpt2(seed=0, vocab=VOCAB, dtype=F64, positions=32):

@@ -7,6 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.helpers import F64
 from tokenmdp import (
     TokenTree,
     beam_search,
@@ -19,8 +20,6 @@ from tokenmdp import (
 from tokenmdp import strategies as tst
 
 from . import reference as ref
-
-F64 = torch.float64
 
 
 def brute_best(tree, scores):

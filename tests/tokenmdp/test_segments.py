@@ -7,14 +7,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.helpers import F64
 from tokenmdp.segments import (
     group_logsumexp,
     segment_log_softmax,
     segment_log_softmax_,
     segment_logsumexp,
 )
-
-F64 = torch.float64
 
 
 def python_lse(xs):

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import toybandit as tb
+from tests.helpers import F64, close
 from tokenmdp import (
     TokenTree,
     expected_implicit_reward,
@@ -25,9 +26,6 @@ from tokenmdp import (
 from tokenmdp import strategies as tst
 
 from . import reference as ref
-from .test_solve import close
-
-F64 = torch.float64
 
 
 @given(tst.trees(impossible=True), st.data())

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 import tokenmdp as tm
+from tests.helpers import F64
 from tokenmdp.tree import _count_nodes
-
-F64 = torch.float64
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import toybandit as tb
 from proofs_check import reference
+from tests.helpers import F64, close
 from tokenmdp import (
     TokenTree,
     as_bandit,
@@ -21,16 +22,6 @@ from tokenmdp import (
 from tokenmdp import strategies as tst
 
 from . import reference as ref
-
-F64 = torch.float64
-
-
-def close(a, b, tol=1e-9):
-    """Equal where finite, and −inf exactly where the other is −inf."""
-    a, b = torch.as_tensor(a, dtype=F64), torch.as_tensor(b, dtype=F64)
-    assert torch.equal(a == -math.inf, b == -math.inf)
-    fin = torch.isfinite(a)
-    assert torch.allclose(a[fin], b[fin], rtol=tol, atol=tol), (a[fin] - b[fin]).abs().max()
 
 
 @given(tst.tree_worlds(impossible=True))

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import toybandit as tb
+from tests.helpers import F64, close
 from tokenmdp import (
     TokenTree,
     as_bandit,
@@ -27,9 +28,6 @@ from tokenmdp import (
 from tokenmdp import strategies as tst
 
 from . import reference as ref
-from .test_solve import close
-
-F64 = torch.float64
 
 # Newton (the default) stops when no logit moves by 1e-12. On a sequence whose pairs weigh ~1e-17
 # (π_ref ~1e-7 per token) its system is solved to ~1e-16 relative to that weight, which leaves

@@ -13,10 +13,10 @@ from scipy.special import expit, logsumexp
 
 import tokenmdp as tm
 import toybandit as tb
+from tests.helpers import F64
 from toybandit import atlas as A
 from toybandit import losses
 
-F64 = torch.float64
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -235,3 +235,39 @@ def test_the_figure_shows_each_worlds_target(by):
         )
         got = A._target(e)
         assert got == want or (math.isnan(got) and math.isnan(want)), (loss, world)
+
+
+def _quoted(x: str) -> tuple[float, float]:
+    """A number as the docs print it (U+2212 minus allowed) and half a unit of its last digit."""
+    x = x.replace("−", "-")
+    decimals = len(x.split(".")[1]) if "." in x else 0
+    return float(x), 0.5 * 10.0**-decimals
+
+
+def test_the_findings_quote_the_atlas(by):
+    """The numbers in the findings of docs/atlas.md are the atlas's own, to the digits quoted
+    (β = 0.5, the table's, unless the sentence names another)."""
+    text = " ".join((ROOT / "docs" / "atlas.md").read_text().split())
+    exact = {"sigmoid", "sigmoid_norm"}
+    kl = {
+        loss: e.kl_to_optimum
+        for (loss, w), e in by.items()
+        if w == "bradley_terry" and loss not in exact and not math.isnan(e.kl_to_optimum)
+    }
+    m = re.search(r"KL from (\S+) \(`(\w+)`\) to (\S+) \(`(\w+)`\)", text)
+    assert m, "the KL range sentence is gone"
+    (lo, lo_tol), (hi, hi_tol) = _quoted(m[1]), _quoted(m[3])
+    assert (m[2], m[4]) == (min(kl, key=kl.get), max(kl, key=kl.get))
+    assert abs(kl[m[2]] - lo) <= lo_tol and abs(kl[m[4]] - hi) <= hi_tol
+    m = re.search(r"mean length from (\S+) \(π\\\*\) to (\S+)\.", text)
+    assert m, "the mean-length sentence is gone"
+    for quoted, loss in ((m[1], "sigmoid"), (m[2], "sigmoid_norm")):
+        value, tol = _quoted(quoted)
+        assert abs(by[(loss, "token_tree")].mean_length - value) <= tol
+    m = re.search(r"\): (\S+) on the Bradley–Terry world at β = 0\.5 but (\S+) at β = 0\.1", text)
+    assert m, "the chosen log-ratio sentence is gone"
+    at_01 = A.entry(A.LOSSES[0], world("bradley_terry"), 0.1)
+    assert A.LOSSES[0].name == "sigmoid"
+    for quoted, e in ((m[1], by[("sigmoid", "bradley_terry")]), (m[2], at_01)):
+        value, tol = _quoted(quoted.replace("+", ""))
+        assert abs(e.chosen_logratio - value) <= tol, (quoted, e.chosen_logratio)

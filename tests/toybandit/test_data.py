@@ -7,15 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import toybandit as tb
+from tests.helpers import F64, gen
 from tests.stats import PER_RUN, binomial_outliers
 from toybandit import strategies as tbst
-
-F64 = torch.float64
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
 
 EXAMPLES = 10
 

@@ -8,9 +8,8 @@ from hypothesis import strategies as st
 from scipy.sparse.csgraph import connected_components
 
 import toybandit as tb
+from tests.helpers import F64
 from toybandit import strategies as tbst
-
-F64 = torch.float64
 
 
 def ipo_least_squares(chosen, rejected, ref, tau):

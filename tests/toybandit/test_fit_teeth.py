@@ -11,14 +11,7 @@ from scipy import optimize, special
 
 import toybandit as tb
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Each fit is many tiny ops: one thread, whatever else the machine runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _bt_instance(g: torch.Generator):

@@ -8,9 +8,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.helpers import F64
 from toybandit import losses
 
-F64 = torch.float64
 logratio = st.floats(-50, 50)
 strength = st.floats(1e-2, 1e2)
 

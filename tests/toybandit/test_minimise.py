@@ -9,20 +9,12 @@ import torch
 from scipy.optimize import linprog, minimize
 
 import toybandit as tb
+from tests.helpers import F64
 from toybandit import losses, minimise_loss
+from toybandit import minimise as M
 from toybandit.minimise import _cutting_planes
 
-F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: with a busy CPU, intra-op threads only add synchronisation (log_sigmoid on 16
-    # numbers took 20 ms with 2 threads under load, 2 µs with one).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def world(seed, y=4, kind="bradley_terry", prompts=None):
@@ -673,3 +665,66 @@ def test_thresholds_of_the_escape_tests():
     full = torch.ones_like(a, dtype=torch.bool)
     assert _escaping([a] * 6, full) and not _escaping([a, turn] * 3, full)
     assert not _escaping([a, b] * 3, full)
+
+
+# -- fault injection: break the minimiser once, and a check above goes red -------------------------
+
+
+def test_newton_without_absolute_eigenvalues_is_caught(monkeypatch):
+    """Inverting λ instead of |λ| walks uphill along negative curvature (non-convex losses)."""
+    original = torch.linalg.eigh
+
+    def broken_step(grad, hess, support):
+        g = torch.where(support, grad, 0.0).reshape(-1)
+        mask = support.reshape(-1)
+        h = hess * (mask.unsqueeze(0) & mask.unsqueeze(1))
+        lam, vec = original((h + h.T) / 2)
+        keep = lam.abs() > 1e-12 * lam.abs().max()
+        inv = torch.where(keep, 1.0 / lam, 0.0)  # the fault: λ, not |λ|
+        return -(vec @ (inv * (vec.T @ g))).reshape(grad.shape)
+
+    monkeypatch.setattr(M, "_newton_step", broken_step)
+    # the line search falls back to steepest descent where λ points uphill, so the convex and
+    # mildly non-convex losses still land; a bounded loss with strong negative curvature does not
+    with pytest.raises(AssertionError):
+        test_bounded_loss_escape_lands_on_the_infimum_not_a_plateau()
+
+
+def test_escape_rate_from_the_wrong_decreases_is_caught(monkeypatch):
+    def broken(decrease, theta, step, support):
+        d, rates = M._unit_ray(step, support)
+        delta = (step.norm() / d.norm()).item()
+        drops = [-decrease(theta + j * step, theta + (j + 1) * step) for j in range(8, 11)]
+        return rates, math.log(drops[0] / drops[2]) / delta  # the fault: two steps apart
+
+    monkeypatch.setattr(M, "_escape_rates", broken)
+    with pytest.raises(AssertionError):
+        test_dpo_on_deterministic_preferences_has_no_minimiser(0.5)
+
+
+def test_cutting_planes_with_a_shifted_bound_are_caught(monkeypatch):
+    original = M._cutting_planes
+
+    # the fault: the planes hand back a point 1e-3 off the one they certified
+    def perturbed(objective, theta, support, **kw):
+        out = original(objective, theta, support, **kw)
+        if out is None:
+            return out
+        moved = out[0].clone()
+        moved[..., 0] += 1e-3
+        return moved, out[1]
+
+    monkeypatch.setattr(M, "_cutting_planes", perturbed)
+    with pytest.raises(AssertionError):
+        test_hinge_reaches_the_linear_programme_optimum(0, "general")
+
+
+def test_scipy_reference_itself_detects_a_wrong_answer():
+    """The scipy comparison is not vacuous: a policy off by 1e-6 fails its tolerance."""
+    torch_loss, numpy_loss = random_loss(0)
+    pref, mu, ref = world(100, y=5, kind="general")
+    pairs = tb.population_pairs(pref, mu)
+    want = scipy_minimum(numpy_loss, pairs, ref)
+    got = M.minimise_loss(torch_loss, pairs, ref).policy.numpy()
+    assert np.abs(got - want).max() < 1e-8
+    assert np.abs(got + np.array([1e-6, -1e-6, 0, 0, 0]) - want).max() > 1e-8

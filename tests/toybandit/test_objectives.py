@@ -12,10 +12,9 @@ from hypothesis import strategies as st
 from scipy import optimize, special
 
 import toybandit as tb
+from tests.helpers import F64
 from toybandit import losses
 from toybandit import strategies as tbst
-
-F64 = torch.float64
 
 
 def enumerate_pairs(pref, mu):

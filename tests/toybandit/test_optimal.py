@@ -10,9 +10,8 @@ from hypothesis import given
 from scipy import optimize, special
 
 import toybandit as tb
+from tests.helpers import F64
 from toybandit import strategies as tbst
-
-F64 = torch.float64
 
 
 def scipy_maximise(reward, ref, beta):

@@ -10,9 +10,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import toybandit as tb
+from tests.helpers import F64
 from toybandit import strategies as tbst
-
-F64 = torch.float64
 
 
 def logit(p):

@@ -12,12 +12,12 @@ import math
 import pytest
 import torch
 
+from tests.helpers import F64
 from toybandit import losses
 
 from . import trl_reference as R
 
 pytestmark = pytest.mark.filterwarnings("ignore")
-F64 = torch.float64
 TOL = {"rel": 1e-6, "abs": 1e-6}
 
 

@@ -14,18 +14,12 @@ import torch
 from scipy.optimize import minimize
 
 import tokenmdp as tm
+import tokenmdp.minimise as TM
 import toybandit as tb
+from tests.helpers import F64
 from toybandit import losses
 
-F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add synchronisation on a busy CPU
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tree_world(seed):
@@ -202,3 +196,17 @@ def test_ld_alpha_minimiser_is_stationary_per_edge(alpha):
     # α = 1 is the summed loss
     one = tm.minimise_tree_loss(tree, dpo, pairs, ld_alpha=1.0)
     assert (one.log_policy.exp() - summed.detach().exp()).abs().max() < 1e-10
+
+
+# -- fault injection: lengths off by one, and the check above goes red -----------------------------
+
+
+def test_tree_lengths_off_by_one_are_caught(monkeypatch):
+    original = TM.minimise_loss
+
+    def off_by_one(loss, pairs, ref, *, lengths=None, **kw):
+        return original(loss, pairs, ref, lengths=None if lengths is None else lengths + 1, **kw)
+
+    monkeypatch.setattr(TM, "minimise_loss", off_by_one)
+    with pytest.raises(AssertionError):
+        test_length_normalised_minimiser_equals_scipy_on_edge_logits()
