@@ -42,7 +42,9 @@ class Layered(NamedTuple):
     g: torch.Generator
 
 
-def layered(g: torch.Generator, device=None, *, hybrid: bool = False) -> Layered:
+def layered(
+    g: torch.Generator, device: torch.device | str | None = None, *, hybrid: bool = False
+) -> Layered:
     t, k = int(torch.randint(2, 5, (), generator=g)), int(torch.randint(2, 4, (), generator=g))
     log_ref = torch.log_softmax(1.5 * torch.randn(t, k, k, generator=g, dtype=F64), -1)
     reward = 3 * (2 * torch.rand(t, k, k, generator=g, dtype=F64) - 1)
@@ -200,6 +202,9 @@ def _(m: Layered) -> float:
             for z in (x, y)
         ]
         returns = [sum(m.reward[s, z[s], z[s + 1]] for s in range(t)) for z in (x, y)]
-        gap = torch.sigmoid(implicit[0] - implicit[1]) - torch.sigmoid(returns[0] - returns[1])
+        # (sums of tensors: `sum` is typed as possibly its int start)
+        implicit_gap = torch.as_tensor(implicit[0] - implicit[1])
+        return_gap = torch.as_tensor(returns[0] - returns[1])
+        gap = torch.sigmoid(implicit_gap) - torch.sigmoid(return_gap)
         worst = max(worst, abs(gap.item()))
     return worst

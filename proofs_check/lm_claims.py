@@ -15,6 +15,7 @@ import math
 import torch
 
 from tokenmdp import lm as tlm
+from tokenmdp.lm.model import CausalLM
 
 from .registry import REGISTRY, Outcome, claim, register
 from .worlds import TreeWorld
@@ -36,13 +37,13 @@ MIRRORED = (
 )
 
 
-def tiny_model(seed: int = 0, vocab_size: int = 64):
+def tiny_model(seed: int = 0, vocab_size: int = 64) -> CausalLM:
     """A 2-layer GPT-2 with a ``vocab_size``-token vocabulary and random weights, in float64
     (:func:`tokenmdp.lm.tiny_gpt2` with its defaults)."""
     return tlm.tiny_gpt2(vocab_size, seed=seed, dtype=torch.float64)
 
 
-def load_checkpoint(path: str):
+def load_checkpoint(path: str) -> CausalLM:
     """The causal LM saved at a local directory ``path``, in its stored precision.
 
     Raises:
@@ -79,13 +80,13 @@ def set_model(path: str | None = None, device: str = "cpu") -> str:
     return source
 
 
-def model():
+def model() -> CausalLM:
     if _STATE["model"] is None:
         set_model()
     return _STATE["model"]
 
 
-def lm_tree_world(g: torch.Generator, device=None) -> TreeWorld:
+def lm_tree_world(g: torch.Generator, device: torch.device | str | None = None) -> TreeWorld:
     m = model()
     n_vocab = tlm.vocab_size(m)
     eos = getattr(m.config, "eos_token_id", None)
@@ -94,7 +95,7 @@ def lm_tree_world(g: torch.Generator, device=None) -> TreeWorld:
     n_tokens = int(torch.randint(3, 6, (), generator=g))
     tokens = torch.randperm(n_vocab - 2, generator=g)[:n_tokens] + 2
     use_eos = eos is not None and torch.rand((), generator=g).item() < 0.5
-    if use_eos:
+    if use_eos and eos is not None:
         tokens[0] = eos
     top_k = 2 if torch.rand((), generator=g).item() < 0.3 else None
     depth = int(torch.randint(2, 4, (), generator=g))

@@ -80,7 +80,7 @@ def _expansion(g: torch.Generator, device=None):
         torch.randperm(n_vocab - 2, generator=g)[: int(torch.randint(3, 6, (), generator=g))] + 2
     )
     use_eos = eos is not None and torch.rand((), generator=g).item() < 0.5
-    if use_eos:
+    if use_eos and eos is not None:
         tokens[0] = eos
     top_k = 2 if torch.rand((), generator=g).item() < 0.3 else None
     ex = tlm.expand_tree(m, prompt, tokens, 2, eos=eos if use_eos else None, top_k=top_k)

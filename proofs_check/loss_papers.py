@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -98,9 +98,15 @@ def _normalised(log_pi_of_c, lo: float, hi: float) -> np.ndarray:
     return np.exp(log_pi_of_c(c))
 
 
+def _lse(x: np.ndarray) -> float:
+    """log Σ e^x over the whole array: scipy's ``logsumexp``, whose inferred return type (scipy
+    ships no annotations) includes the ``return_sign`` tuple."""
+    return cast(float, logsumexp(x))
+
+
 def _gibbs(score: np.ndarray, ref: np.ndarray, beta: float) -> np.ndarray:
     x = np.log(ref) + score / beta
-    return np.exp(x - logsumexp(x))
+    return np.exp(x - _lse(x))
 
 
 def _ipo_optimum(pref: np.ndarray, mu: np.ndarray, ref: np.ndarray, tau: float) -> np.ndarray:
@@ -110,7 +116,7 @@ def _ipo_optimum(pref: np.ndarray, mu: np.ndarray, ref: np.ndarray, tau: float) 
 
 def _length_scaled(score: np.ndarray, log_base: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """log π = log_base + |y|(score + c), c fixed by Σ π = 1."""
-    lse, top = logsumexp(log_base), log_base.max()  # |y| ≥ 1 brackets the constant:
+    lse, top = _lse(log_base), log_base.max()  # |y| ≥ 1 brackets the constant:
     return _normalised(
         lambda c: log_base + lengths * (score + c),
         -score.max() - abs(lse) - 1,  # every term ≤ log_base − |lse| − 1: the sum < 1
@@ -498,7 +504,7 @@ def _(w: LossWorld) -> float:
     weights = _pair_weights(pref, w.mu)
     q = np.log(res.policy.numpy()) - np.log(w.ref)
     got = (weights.sum(axis=1) * q).sum()
-    log_z = logsumexp(np.log(w.ref) + w.reward / w.beta)
+    log_z = _lse(np.log(w.ref) + w.reward / w.beta)
     want = ((weights.sum(axis=1) * w.reward).sum() - w.beta * log_z) / w.beta
     return abs(got - want)
 

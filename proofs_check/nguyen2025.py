@@ -171,6 +171,7 @@ def _logistic_fit(w: World, mu) -> torch.Tensor:
         score = torch.as_tensor(z, dtype=torch.float64).requires_grad_(True)
         value = tb.logistic_objective(score, w.pref, mu)
         value.backward()
+        assert score.grad is not None  # set by backward
         return value.item(), score.grad.numpy()
 
     res = optimize.minimize(f, np.zeros(len(mu)), jac=True, method="BFGS", options={"gtol": 1e-11})
@@ -280,6 +281,7 @@ def _without_last(w: World):
     mu = w.mu.clone()
     mu[-1] = 0.0
     pairs = tb.population_pairs(w.pref, mu / mu.sum())
+    assert pairs.weights is not None  # population pairs carry weights
     return pairs, pairs.weights > 0
 
 
@@ -296,6 +298,7 @@ def _without_last(w: World):
 )
 def _(w: World) -> float:
     pairs, seen = _without_last(w)
+    assert pairs.weights is not None  # population pairs carry weights
     fitted = tb.fit_policy(
         pairs.chosen[seen], pairs.rejected[seen], w.ref, beta=w.beta, weights=pairs.weights[seen]
     )
@@ -315,6 +318,7 @@ def _(w: World) -> float:
 )
 def _(w: World) -> float:
     pairs, seen = _without_last(w)
+    assert pairs.weights is not None  # population pairs carry weights
     fitted = tb.fit_policy(
         pairs.chosen[seen], pairs.rejected[seen], w.ref, "ipo", tau=w.beta,
         weights=pairs.weights[seen],

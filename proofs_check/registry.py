@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from toybandit.validation import TensorLike
+
 Tensor = torch.Tensor
 
 
@@ -57,7 +59,17 @@ class Miss:
     corrected: float
 
 
-def miss(printed, truth, predicted, corrected: float, name: str = "printed form") -> Miss:
+def _float64_unless_tensor(x: TensorLike) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.float64)
+
+
+def miss(
+    printed: TensorLike,
+    truth: TensorLike,
+    predicted: TensorLike,
+    corrected: float,
+    name: str = "printed form",
+) -> Miss:
     """The :class:`Miss` of a printed form against the truth, given the predicted discrepancy
     (printed − truth, elementwise); raises ``NonFinite`` on a NaN/inf anywhere."""
     printed, truth = torch.as_tensor(printed, dtype=torch.float64), torch.as_tensor(truth)
@@ -73,30 +85,28 @@ def miss(printed, truth, predicted, corrected: float, name: str = "printed form"
     )
 
 
-def maxabs(name: str, got, want, mask=None) -> float:
+def maxabs(name: str, got: TensorLike, want: TensorLike, mask: torch.Tensor | None = None) -> float:
     """max |got − want| (over ``mask``) for the quantity ``name``: −inf must sit exactly where the
     reference has it (both −inf: difference 0); a NaN or +inf in either, or −inf in one only,
     raises ``NonFinite`` naming the quantity and the first such position. Never skips a
     position, so a non-finite value under test can never pass."""
-    got, want = (
-        x if torch.is_tensor(x) else torch.as_tensor(x, dtype=torch.float64) for x in (got, want)
-    )
-    if torch.float32 in (got.dtype, want.dtype) or torch.float16 in (got.dtype, want.dtype):
-        raise TypeError(f"{name}: compare in float64, got {got.dtype} and {want.dtype}")
+    a, b = _float64_unless_tensor(got), _float64_unless_tensor(want)
+    if torch.float32 in (a.dtype, b.dtype) or torch.float16 in (a.dtype, b.dtype):
+        raise TypeError(f"{name}: compare in float64, got {a.dtype} and {b.dtype}")
     if mask is not None:
-        got, want = got[mask], want[mask]
-    got, want = torch.broadcast_tensors(got, want)
-    for what, x in (("", got), (" (reference)", want)):
+        a, b = a[mask], b[mask]
+    a, b = torch.broadcast_tensors(a, b)
+    for what, x in (("", a), (" (reference)", b)):
         bad = torch.isnan(x) | (x == math.inf)
         if bad.any():
             k = tuple(bad.nonzero()[0].tolist())
             raise NonFinite(f"{name}{what} is {x[k].item()} at {k}")
-    neg_got, neg_want = got == -math.inf, want == -math.inf
+    neg_got, neg_want = a == -math.inf, b == -math.inf
     if not torch.equal(neg_got, neg_want):
         k = tuple((neg_got != neg_want).nonzero()[0].tolist())
-        raise NonFinite(f"{name} is {got[k].item()} at {k} where the reference is {want[k].item()}")
+        raise NonFinite(f"{name} is {a[k].item()} at {k} where the reference is {b[k].item()}")
     both = neg_got & neg_want
-    diff = torch.where(both, 0.0, got.double() - want.double()).abs()
+    diff = torch.where(both, 0.0, a.double() - b.double()).abs()
     return diff.max().item() if diff.numel() else 0.0
 
 
@@ -258,10 +268,10 @@ def claim(
     tags: tuple[str, ...] = (),
     quick: bool = True,
     instances: int = 50,
-) -> Callable[[Callable[[Any], float]], Callable[[Any], float]]:
+) -> Callable[[Callable[[Any], float | Miss]], Callable[[Any], float | Miss]]:
     """Decorator: register the decorated residual function as a claim."""
 
-    def wrap(residual: Callable[[Any], float]) -> Callable[[Any], float]:
+    def wrap(residual: Callable[[Any], float | Miss]) -> Callable[[Any], float | Miss]:
         register(
             Claim(
                 id=id,

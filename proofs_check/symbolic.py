@@ -7,6 +7,8 @@ of the identity for that size, with every quantity a free symbol except what the
 
 from __future__ import annotations
 
+from typing import Any
+
 import sympy as sp
 import torch
 
@@ -43,7 +45,9 @@ def _(n: int) -> float:
     q = sp.symbols(f"q0:{n}")
     mu = list(sp.symbols(f"mu0:{n - 1}"))
     mu.append(1 - sum(mu))
-    v = [[sp.Rational(1, 2) if i == j else None for j in range(n)] for i in range(n)]
+    v: list[list[Any]] = [
+        [sp.Rational(1, 2) if i == j else None for j in range(n)] for i in range(n)
+    ]
     for i in range(n):
         for j in range(i + 1, n):
             v[i][j] = sp.Symbol(f"v{i}{j}")

@@ -64,6 +64,7 @@ def load_loss(spec: str) -> Callable[..., Tensor]:
             if not path.is_file():
                 raise ValueError(f"--loss file {where!r} does not exist")
             module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            assert module_spec is not None and module_spec.loader is not None  # a .py path has both
             module = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(module)
         else:
@@ -78,7 +79,7 @@ def load_loss(spec: str) -> Callable[..., Tensor]:
         ) from err
     if not hasattr(module, name):
         raise ValueError(f"--loss: module {where!r} has no attribute {name!r}")
-    loss = getattr(module, name)
+    loss: Callable[..., Tensor] = getattr(module, name)
     if not callable(loss):
         raise ValueError(f"--loss: {spec!r} is not callable (it is a {type(loss).__name__})")
     return loss

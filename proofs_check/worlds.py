@@ -46,7 +46,9 @@ class World(NamedTuple):
     g: torch.Generator
 
 
-def world(g: torch.Generator, device=None, *, kind: str = "general") -> World:
+def world(
+    g: torch.Generator, device: torch.device | str | None = None, *, kind: str = "general"
+) -> World:
     """Y ∈ [3, 6] responses; μ, ν, π_ref with full support; |s| ≤ 5; β log-uniform on [0.1, 10]."""
     n = _int(g, 3, 6)
     reward = 5 * (2 * torch.rand(n, generator=g, dtype=F64) - 1)
@@ -59,7 +61,7 @@ def world(g: torch.Generator, device=None, *, kind: str = "general") -> World:
     )
 
 
-def bt_world(g: torch.Generator, device=None) -> World:
+def bt_world(g: torch.Generator, device: torch.device | str | None = None) -> World:
     return world(g, device, kind="bradley_terry")
 
 
@@ -76,7 +78,7 @@ class TreeWorld(NamedTuple):
 
 def tree_world(
     g: torch.Generator,
-    device=None,
+    device: torch.device | str | None = None,
     *,
     impossible: bool = False,
     max_depth: int = 4,
@@ -102,7 +104,7 @@ def tree_world(
     return TreeWorld(tree.to(device), reward.to(device), _beta(g), g)
 
 
-def deep_tree_world(g: torch.Generator, device=None) -> TreeWorld:
+def deep_tree_world(g: torch.Generator, device: torch.device | str | None = None) -> TreeWorld:
     """A tree of depth ≥ 2 without EOS (every sequence has the same length), for the search and
     different-start-state claims."""
     tree = tm.random_tree(_int(g, 2, 3), _int(g, 2, 4), None, generator=g, concentration=2.0)

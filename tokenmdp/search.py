@@ -7,6 +7,7 @@ from typing import NamedTuple
 import torch
 
 from toybandit import validation as v
+from toybandit.validation import TensorLike
 
 from .sequences import prefix_sum
 from .tree import TokenTree
@@ -22,7 +23,7 @@ class Best(NamedTuple):
     score: float
 
 
-def best_sequence(tree: TokenTree, scores) -> Best:
+def best_sequence(tree: TokenTree, scores: TensorLike) -> Best:
     """The complete sequence with the largest Σ_t score(s_t, a_t), by a max-sum backward pass.
 
     M(s) = max_a [score(s, a) + M(s·a)] with M = 0 at terminal states, one vectorised step per
@@ -51,7 +52,7 @@ def best_sequence(tree: TokenTree, scores) -> Best:
     return Best(node, float(m[0]))
 
 
-def beam_search(tree: TokenTree, scores, width: int) -> Best:
+def beam_search(tree: TokenTree, scores: TensorLike, width: int) -> Best:
     """Beam search on Σ_t score(s_t, a_t): keep the ``width`` best partial sequences per step.
 
     Each step replaces every unfinished sequence in the beam by its children and keeps the
@@ -101,7 +102,9 @@ def frontier(tree: TokenTree, depth: int) -> Tensor:
     return ((tree.depth == depth) | (tree.terminal & (tree.depth < depth))).nonzero().squeeze(-1)
 
 
-def best_prefix(tree: TokenTree, scores, depth: int, *, value=None) -> Best:
+def best_prefix(
+    tree: TokenTree, scores: TensorLike, depth: int, *, value: TensorLike | None = None
+) -> Best:
     """The best partial sequence of a search ``depth`` tokens deep, with an optional value at the end.
 
     max over frontier states s of Σ_t score(s_t, a_t) + value(s): with scores = r + β log π_ref and

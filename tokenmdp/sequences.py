@@ -8,6 +8,7 @@ import math
 import torch
 
 from toybandit import validation as v
+from toybandit.validation import TensorLike
 
 from .segments import segment_logsumexp
 from .tree import TokenTree
@@ -16,7 +17,7 @@ from .validation import batch_beta, edge_values, node_values
 Tensor = torch.Tensor
 
 
-def prefix_sum(tree: TokenTree, values) -> Tensor:
+def prefix_sum(tree: TokenTree, values: TensorLike) -> Tensor:
     """Σ of a per-edge quantity along the path root → n, for every node n (0 at the root).
 
     Args:
@@ -34,7 +35,7 @@ def prefix_sum(tree: TokenTree, values) -> Tensor:
     return out.movedim(0, -1)
 
 
-def path_sum(tree: TokenTree, values) -> Tensor:
+def path_sum(tree: TokenTree, values: TensorLike) -> Tensor:
     """Σ_t x(s_t, a_t) over each complete sequence: one entry per leaf, leaves in node order.
 
     With ``values`` = log π this is the sequence log-probability log π(y|x) = Σ_t log π(a_t|s_t);
@@ -47,7 +48,7 @@ def path_sum(tree: TokenTree, values) -> Tensor:
     return prefix_sum(tree, values)[..., tree.leaves]
 
 
-def as_bandit(tree: TokenTree, reward) -> tuple[Tensor, Tensor]:
+def as_bandit(tree: TokenTree, reward: TensorLike) -> tuple[Tensor, Tensor]:
     """The tree as a one-step bandit whose responses are its complete sequences.
 
     Returns (R, π_ref) over leaves: R(y) = Σ_t r(s_t, a_t) and π_ref(y) = Π_t π_ref(a_t|s_t), so that
@@ -62,7 +63,7 @@ def as_bandit(tree: TokenTree, reward) -> tuple[Tensor, Tensor]:
     return path_sum(tree, reward), path_sum(tree, tree.log_ref).exp()
 
 
-def token_policy(tree: TokenTree, leaf_log_prob) -> Tensor:
+def token_policy(tree: TokenTree, leaf_log_prob: TensorLike) -> Tensor:
     """The tree policy whose sequence law is a given distribution over complete sequences.
 
     By the chain rule, log π(a|s) = log M(s·a) − log M(s) with M(s) = Σ_{leaves y below s} p(y).
@@ -103,7 +104,7 @@ def token_policy(tree: TokenTree, leaf_log_prob) -> Tensor:
     return log_policy.movedim(0, -1)
 
 
-def sequence_logratios(tree: TokenTree, log_policy) -> Tensor:
+def sequence_logratios(tree: TokenTree, log_policy: TensorLike) -> Tensor:
     """log π(y)/π_ref(y) = Σ_t log π(a_t|s_t)/π_ref(a_t|s_t) per complete sequence, shape [..., L].
 
     The q of ``docs/conventions.md`` at the sequence level; the quantity token-level DPO/IPO compare
@@ -112,7 +113,7 @@ def sequence_logratios(tree: TokenTree, log_policy) -> Tensor:
     return path_sum(tree, _edge_logratio(tree, log_policy))
 
 
-def implicit_rewards(tree: TokenTree, log_policy, beta) -> Tensor:
+def implicit_rewards(tree: TokenTree, log_policy: TensorLike, beta: float | Tensor) -> Tensor:
     """The implicit per-token reward β log π(a|s)/π_ref(a|s) of every edge.
 
     Rafailov et al. 2024, eq. (11) (Theorem 1; the quantity colouring Fig. 1). For the optimal
@@ -134,7 +135,9 @@ def implicit_rewards(tree: TokenTree, log_policy, beta) -> Tensor:
     return logratio * _beta_last(beta, logratio)
 
 
-def expected_implicit_reward(tree: TokenTree, log_policy, beta) -> Tensor:
+def expected_implicit_reward(
+    tree: TokenTree, log_policy: TensorLike, beta: float | Tensor
+) -> Tensor:
     """E_{a∼π_ref(·|s)}[β log π(a|s)/π_ref(a|s)] for every state (0 at terminal states).
 
     Rafailov et al. 2024, eq. (14): this equals −β KL(π_ref(·|s) ‖ π(·|s)) ≤ 0, so the average
@@ -155,7 +158,9 @@ def expected_implicit_reward(tree: TokenTree, log_policy, beta) -> Tensor:
     return out.movedim(0, -1)
 
 
-def shape_reward(tree: TokenTree, reward, potential, *, strict: bool = True) -> Tensor:
+def shape_reward(
+    tree: TokenTree, reward: TensorLike, potential: TensorLike, *, strict: bool = True
+) -> Tensor:
     """Potential-based shaping r'(s_t, a_t) = r(s_t, a_t) + Φ(s_{t+1}) − Φ(s_t).
 
     Rafailov et al. 2024, Definition 1. Along a complete sequence the shaping telescopes to
@@ -183,7 +188,7 @@ def shape_reward(tree: TokenTree, reward, potential, *, strict: bool = True) -> 
     if strict:
         bad = (potential[..., tree.leaves] != 0).nonzero()
         if bad.numel():
-            n = tree.leaves[bad[0, -1]].item()
+            n = int(tree.leaves[bad[0, -1]].item())
             raise ValueError(
                 f"potential must be 0 at terminal states (Rafailov et al. 2024, Theorem 1), got "
                 f"{potential[..., n].flatten()[0].item():.3g} at node {n}; pass strict=False to "
@@ -194,7 +199,9 @@ def shape_reward(tree: TokenTree, reward, potential, *, strict: bool = True) -> 
     return shaped
 
 
-def recover_potential(tree: TokenTree, reward, shaped, *, edges=None) -> tuple[Tensor, Tensor]:
+def recover_potential(
+    tree: TokenTree, reward: TensorLike, shaped: TensorLike, *, edges: TensorLike | None = None
+) -> tuple[Tensor, Tensor]:
     """The potential Φ (0 at terminal states) that best maps ``reward`` to ``shaped``, and the misfit.
 
     Solves r'(s, a) − r(s, a) = Φ(s·a) − Φ(s) from the leaves up, Φ(s) being the mean over the

@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 import torch
 
+from toybandit.validation import TensorLike
+
 from .segments import segment_log_softmax_
 from .tree import SOLVE_BYTES_PER_NODE, TokenTree, check_size
 from .validation import batch_beta, edge_values, node_values
@@ -28,7 +30,7 @@ class Solution(NamedTuple):
     log_policy: Tensor
 
 
-def soft_solve(tree: TokenTree, reward, beta) -> Solution:
+def soft_solve(tree: TokenTree, reward: TensorLike, beta: float | Tensor) -> Solution:
     """Q*, V*, π* of the KL-regularised token MDP by backward induction over levels.
 
     Rafailov et al. 2024, eqs. (5)–(7), with V* = 0 at terminal states:
@@ -84,7 +86,7 @@ def soft_solve(tree: TokenTree, reward, beta) -> Solution:
         return Solution(q.movedim(0, -1), val.movedim(0, -1), lp.movedim(0, -1))
 
 
-def reward_from_q(tree: TokenTree, q, beta) -> Tensor:
+def reward_from_q(tree: TokenTree, q: TensorLike, beta: float | Tensor) -> Tensor:
     """The reward whose optimal Q-function is ``q``: the inverse map of Lemma 1.
 
     Rafailov et al. 2024, eq. (7) solved for r (Lemma 1, Appendix A):
@@ -122,7 +124,7 @@ def reward_from_q(tree: TokenTree, q, beta) -> Tensor:
             raise ValueError("q must not hold NaN or +inf")
         mismatch = (finite == impossible[1:]).nonzero()
         if mismatch.numel():
-            n = mismatch[0, -1].item() + 1
+            n = int(mismatch[0, -1].item()) + 1
             raise ValueError(
                 f"q must be −inf exactly where π_ref = 0 (Lemma 1 needs π_ref > 0): node {n} has "
                 f"q = {q[..., n].flatten()[0].item():.3g} and log_ref = {log_ref[n].item():.3g}"

@@ -34,7 +34,7 @@ TREE_KINDS = ("full", "pruned", "any")
 
 @st.composite
 def trees(
-    draw,
+    draw: st.DrawFn,
     *,
     kind: str = "any",
     max_vocab: int = 4,
@@ -64,7 +64,7 @@ def trees(
     pruned = draw(st.booleans()) if kind == "any" else kind == "pruned"
     keep = draw(st.floats(0.3, 0.9)) if pruned else 1.0
     dead = draw(st.sampled_from([0.0, 0.3])) if impossible else 0.0
-    concentration = draw(st.floats(*concentration))
+    conc = draw(st.floats(*concentration))
     seed = draw(st.integers(0, 2**31 - 1))
     generator = torch.Generator().manual_seed(seed)
     return random_tree(
@@ -72,7 +72,7 @@ def trees(
         depth,
         eos_token,
         generator=generator,
-        concentration=concentration,
+        concentration=conc,
         keep=keep,
         impossible=dead,
     )
@@ -86,7 +86,9 @@ def _seeded(shape: tuple[int, ...], scale: float) -> st.SearchStrategy[Tensor]:
     return st.integers(0, 2**31 - 1).map(make)
 
 
-def rewards(tree: TokenTree, *, scale: float = 5.0, batch_shape: tuple[int, ...] = ()):
+def rewards(
+    tree: TokenTree, *, scale: float = 5.0, batch_shape: tuple[int, ...] = ()
+) -> st.SearchStrategy[Tensor]:
     """Per-edge rewards uniform on [−scale, scale], shape [*batch_shape, N], 0 at the root."""
 
     def zero_root(r: Tensor) -> Tensor:
@@ -96,7 +98,7 @@ def rewards(tree: TokenTree, *, scale: float = 5.0, batch_shape: tuple[int, ...]
     return _seeded((*batch_shape, tree.n_nodes), scale).map(zero_root)
 
 
-def potentials(tree: TokenTree, *, scale: float = 5.0):
+def potentials(tree: TokenTree, *, scale: float = 5.0) -> st.SearchStrategy[Tensor]:
     """Potentials Φ uniform on [−scale, scale] at non-terminal states and 0 at terminal ones (the
     condition of Rafailov et al. 2024, Theorem 1), shape [N]."""
     return _seeded((tree.n_nodes,), scale).map(lambda p: p.masked_fill(tree.terminal, 0.0))
@@ -112,7 +114,7 @@ class TreeWorld(NamedTuple):
 
 @st.composite
 def tree_worlds(
-    draw,
+    draw: st.DrawFn,
     *,
     kind: str = "any",
     max_vocab: int = 4,

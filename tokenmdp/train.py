@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from scipy.sparse.csgraph import connected_components
 from toybandit import bradley_terry, fit_policy, losses, population_pairs, sample_preferences
 from toybandit import validation as v
 from toybandit.data import PreferencePairs
+from toybandit.validation import TensorLike
 
 from .segments import group_logsumexp, segment_logsumexp
 from .sequences import as_bandit, path_sum, token_policy
@@ -22,7 +23,7 @@ from .validation import edge_values, leaf_positions
 Tensor = torch.Tensor
 
 
-def trajectory_preference(tree: TokenTree, reward) -> Tensor:
+def trajectory_preference(tree: TokenTree, reward: TensorLike) -> Tensor:
     """P(τ_i ≻ τ_j) = σ(Σ_t r(s^i_t, a^i_t) − Σ_t r(s^j_t, a^j_t)) between complete sequences.
 
     The token-level Bradley–Terry model, Rafailov et al. 2024, eq. (1); with the implicit reward
@@ -35,7 +36,12 @@ def trajectory_preference(tree: TokenTree, reward) -> Tensor:
 
 
 def sample_trajectory_pairs(
-    tree: TokenTree, reward, n: int, *, generator: torch.Generator, behaviour=None
+    tree: TokenTree,
+    reward: TensorLike,
+    n: int,
+    *,
+    generator: torch.Generator,
+    behaviour: TensorLike | None = None,
 ) -> PreferencePairs:
     """n labelled pairs of complete sequences, both from the root, labelled by eq. (1).
 
@@ -55,7 +61,9 @@ def sample_trajectory_pairs(
     return sample_preferences(pref, mu, n, generator)
 
 
-def population_trajectory_pairs(tree: TokenTree, reward, *, behaviour=None) -> PreferencePairs:
+def population_trajectory_pairs(
+    tree: TokenTree, reward: TensorLike, *, behaviour: TensorLike | None = None
+) -> PreferencePairs:
     """Every ordered pair of complete sequences with its population weight 2 μ_i μ_j P_ij.
 
     A weighted pairwise loss over these pairs is the exact population objective; leaves with
@@ -67,13 +75,13 @@ def population_trajectory_pairs(tree: TokenTree, reward, *, behaviour=None) -> P
 
 def fit_tree_policy(
     tree: TokenTree,
-    chosen,
-    rejected,
+    chosen: TensorLike,
+    rejected: TensorLike,
     loss: str = "dpo",
     *,
     beta: float | None = None,
     tau: float | None = None,
-    weights=None,
+    weights: TensorLike | None = None,
     method: str = "newton",
     steps: int = 200,
     tolerance: float = 1e-12,
@@ -165,6 +173,7 @@ def _checked_tree_inputs(
 def _fit_tree_newton(tree: TokenTree, inputs: _TreeInputs) -> Tensor:
     """``method="newton"``: the bandit fit over complete sequences, turned into edge log-probs."""
     leaf_log_ref = path_sum(tree, tree.log_ref.to(torch.float64)).cpu()
+    strength = cast(float, inputs.strength)  # checked; fit_policy checks it again
     law = fit_policy(
         inputs.chosen.cpu(),
         inputs.rejected.cpu(),
@@ -173,7 +182,8 @@ def _fit_tree_newton(tree: TokenTree, inputs: _TreeInputs) -> Tensor:
         weights=inputs.weights.cpu(),
         steps=inputs.steps,
         tolerance=inputs.tolerance,
-        **{"beta" if inputs.loss == "dpo" else "tau": inputs.strength},
+        beta=strength if inputs.loss == "dpo" else None,
+        tau=strength if inputs.loss == "ipo" else None,
     )
     log_law = _keep_component_mass(
         law.log(), leaf_log_ref, inputs.chosen, inputs.rejected, inputs.weights

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import overload
 
 import torch
 
 from toybandit import validation as v
+from toybandit.validation import TensorLike
 
 from .segments import segment_logsumexp
 
@@ -56,14 +58,14 @@ class TokenTree:
 
     def __init__(
         self,
-        parent,
-        token,
-        log_ref,
+        parent: TensorLike,
+        token: TensorLike,
+        log_ref: TensorLike,
         *,
         vocab_size: int | None = None,
         eos: int | None = None,
         validate: bool = True,
-    ):
+    ) -> None:
         parent = torch.as_tensor(parent)
         token = torch.as_tensor(token)
         log_ref = v.as_tensor(log_ref, "log_ref")
@@ -94,7 +96,9 @@ class TokenTree:
     # -- constructors -------------------------------------------------------------------------
 
     @classmethod
-    def full(cls, vocab_size: int, depth: int, eos: int | None, log_ref=None) -> TokenTree:
+    def full(
+        cls, vocab_size: int, depth: int, eos: int | None, log_ref: TensorLike | None = None
+    ) -> TokenTree:
         """Every token sequence of length ≤ ``depth``; an EOS edge ends its sequence.
 
         Args:
@@ -131,7 +135,7 @@ class TokenTree:
         cls,
         sequences: Sequence[Sequence[int]],
         *,
-        weights=None,
+        weights: TensorLike | None = None,
         vocab_size: int | None = None,
         eos: int | None = None,
     ) -> TokenTree:
@@ -228,7 +232,7 @@ class TokenTree:
         """The nodes at depth d, as a slice of the node dim."""
         return slice(self.offsets[d], self.offsets[d + 1])
 
-    def path_nodes(self, nodes=None) -> Tensor:
+    def path_nodes(self, nodes: TensorLike | None = None) -> Tensor:
         """The node path root→n (root excluded) of each given node, padded with −1 on the right.
 
         Args:
@@ -247,7 +251,7 @@ class TokenTree:
             depth = torch.where(here, depth - 1, depth)
         return out
 
-    def paths(self, nodes=None) -> Tensor:
+    def paths(self, nodes: TensorLike | None = None) -> Tensor:
         """The token sequence of each given node (the leaves by default), padded with −1.
 
         >>> TokenTree.full(2, 2, eos=0).paths().tolist()
@@ -256,7 +260,7 @@ class TokenTree:
         nodes = self.path_nodes(nodes)
         return torch.where(nodes >= 0, self.token[nodes.clamp(min=0)], -1)
 
-    def to(self, device) -> TokenTree:
+    def to(self, device: torch.device | str) -> TokenTree:
         """The same tree with every tensor on ``device`` (no re-validation)."""
         tree = object.__new__(TokenTree)
         for name in self.__slots__:
@@ -301,7 +305,7 @@ def random_tree(
         raise ValueError(f"generator must be a torch.Generator, got {type(generator)}")
     vocab_size, depth = _size(vocab_size, "vocab_size"), _size(depth, "depth")
     eos = _eos(eos, vocab_size)
-    concentration = v.positive(concentration, "concentration")
+    conc = v.positive(concentration, "concentration")
     keep = v.in_range(keep, "keep", 0.0, 1.0)
     if keep == 0.0:
         raise ValueError("keep must lie in (0, 1], got 0")
@@ -321,7 +325,7 @@ def random_tree(
         forced[torch.arange(n_parents), u.argmax(-1)] = True
         kept = forced | (torch.rand(shape, generator=generator, dtype=torch.float64) < keep)
         dead = ~forced & (torch.rand(shape, generator=generator, dtype=torch.float64) < impossible)
-        z = torch.randn(shape, generator=generator, dtype=torch.float64) / concentration
+        z = torch.randn(shape, generator=generator, dtype=torch.float64) / conc
         logp = torch.log_softmax(z.masked_fill(~kept | dead, -math.inf), dim=-1)
         return kept, logp
 
@@ -361,7 +365,7 @@ def set_memory_budget(nbytes: int | None) -> None:
     _budget = None if nbytes is None else v.integer(nbytes, "nbytes", minimum=1)
 
 
-def memory_budget(device=None) -> tuple[int, str]:
+def memory_budget(device: torch.device | str | None = None) -> tuple[int, str]:
     """The budget in bytes and where it comes from (see :func:`set_memory_budget`)."""
     if _budget is not None:
         return _budget, "set by set_memory_budget"
@@ -379,7 +383,9 @@ def memory_budget(device=None) -> tuple[int, str]:
     return _available_memory() // 2, "half the available memory"
 
 
-def check_size(n_nodes: int, bytes_per_node: int, what: str, device=None) -> None:
+def check_size(
+    n_nodes: int, bytes_per_node: int, what: str, device: torch.device | str | None = None
+) -> None:
     """Raise ``ValueError`` if ``n_nodes · bytes_per_node`` exceeds :func:`memory_budget`."""
     need = n_nodes * bytes_per_node
     count = "more than 2^80" if n_nodes >= 2**80 else f"{n_nodes:,}"
@@ -443,6 +449,12 @@ def _eos(eos, vocab_size: int) -> int | None:
     return v.integer(eos, "eos", minimum=0, maximum=vocab_size - 1)
 
 
+@overload
+def _grow(vocab_size: int, depth: int, eos: int | None, draw: None) -> tuple[Tensor, Tensor]: ...
+@overload
+def _grow(
+    vocab_size: int, depth: int, eos: int | None, draw: Callable[[int], tuple[Tensor, Tensor]]
+) -> tuple[Tensor, Tensor, Tensor]: ...
 def _grow(vocab_size, depth, eos, draw):
     """Expand level by level; ``draw(n)`` gives (kept mask, log π_ref) of shape [n, V]."""
     parents, tokens, logps = [torch.tensor([-1])], [torch.tensor([-1])], [torch.zeros(1)]
@@ -575,7 +587,7 @@ def _check_normalised(tree: TokenTree) -> None:
     tol = v.sum_tol(log_ref.dtype)
     if not (err <= tol).all():
         k = int(torch.nan_to_num(err, nan=math.inf).argmax())
-        node = internal.nonzero()[k].item()
+        node = int(internal.nonzero()[k].item())
         raise ValueError(
             f"log_ref: the children of node {node} (depth {tree.depth[node].item()}) logsumexp to "
             f"{lse[k].item():.3g}, not 0 (tolerance {tol:g} for {log_ref.dtype})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from toybandit import validation as v
+from toybandit.validation import TensorLike
 
 from .tree import TokenTree
 
@@ -20,7 +21,7 @@ Tensor = torch.Tensor
 __all__ = ["batch_beta", "edge_values", "leaf_positions", "node_values"]
 
 
-def node_values(tree: TokenTree, x, name: str) -> Tensor:
+def node_values(tree: TokenTree, x: TensorLike, name: str) -> Tensor:
     """``x`` as a floating tensor [..., N] on the tree's device: one entry per node of ``tree``
     on the last dim (values may be ±inf or NaN; see :func:`edge_values`)."""
     if not isinstance(tree, TokenTree):
@@ -36,19 +37,19 @@ def node_values(tree: TokenTree, x, name: str) -> Tensor:
     return x
 
 
-def edge_values(tree: TokenTree, x, name: str) -> Tensor:
+def edge_values(tree: TokenTree, x: TensorLike, name: str) -> Tensor:
     """A finite per-edge quantity [..., N] (a reward, a potential): :func:`node_values` whose
     entries are finite at every node but the root, whose entry is not used."""
     x = node_values(tree, x, name)
     if not torch.isfinite(x[..., 1:]).all():
-        bad = (~torch.isfinite(x[..., 1:])).nonzero()[0, -1].item() + 1
+        bad = int((~torch.isfinite(x[..., 1:])).nonzero()[0, -1].item()) + 1
         raise ValueError(
             f"{name} must be finite, got {x[..., bad].flatten()[0].item()} at node {bad}"
         )
     return x
 
 
-def batch_beta(beta, like: Tensor, name: str = "beta"):
+def batch_beta(beta: float | Tensor, like: Tensor, name: str = "beta") -> float | Tensor:
     """β > 0 for values ``like`` [..., N]: a float, or a tensor over the batch dims [...] (it
     must broadcast against them), in ``like``'s dtype."""
     beta = v.positive(beta, name)
@@ -57,7 +58,7 @@ def batch_beta(beta, like: Tensor, name: str = "beta"):
     return beta
 
 
-def leaf_positions(x, name: str, n_leaves: int, n: int | None = None) -> Tensor:
+def leaf_positions(x: TensorLike, name: str, n_leaves: int, n: int | None = None) -> Tensor:
     """Positions into ``tree.leaves`` (complete sequences in node order), not node ids: a 1-D
     int64 tensor with entries in [0, n_leaves) (and length n if given); floats and bool masks are
     refused (:func:`toybandit.validation.indices`)."""

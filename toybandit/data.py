@@ -9,6 +9,7 @@ import torch
 from . import validation as v
 from .objectives import pair_weights
 from .preferences import check_preference
+from .validation import TensorLike
 
 Tensor = torch.Tensor
 
@@ -60,7 +61,13 @@ def _prompt_world(pref, mu, rho):
     return pref, mu, rho, single
 
 
-def sample_preferences(pref, mu, n: int, generator: torch.Generator, rho=None) -> PreferencePairs:
+def sample_preferences(
+    pref: TensorLike,
+    mu: TensorLike,
+    n: int,
+    generator: torch.Generator,
+    rho: TensorLike | None = None,
+) -> PreferencePairs:
     """Draw n labelled pairs: x ∼ ρ, y₁, y₂ ∼ μ(·|x) i.i.d., y₁ ≻ y₂ with probability P(y₁ ≻ y₂ | x).
 
     The data model of Nguyen 2025, eqs. (9)–(12) (and of the DPO loss (6) under Bradley–Terry).
@@ -94,7 +101,9 @@ def sample_preferences(pref, mu, n: int, generator: torch.Generator, rho=None) -
     return PreferencePairs(chosen, rejected, None if single else prompts)
 
 
-def population_pairs(pref, mu, rho=None) -> PreferencePairs:
+def population_pairs(
+    pref: TensorLike, mu: TensorLike, rho: TensorLike | None = None
+) -> PreferencePairs:
     """Every (prompt, chosen, rejected) with positive probability, weighted by ρ(x) W_x(i, j).
 
     W = :func:`toybandit.objectives.pair_weights` = 2 μ_i μ_j P_ij. A weighted pairwise loss over

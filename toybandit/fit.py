@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from . import losses
 from . import validation as v
+from .validation import TensorLike
 
 Tensor = torch.Tensor
 
@@ -53,17 +54,17 @@ def _margin_loss(loss: str, beta, tau, label_smoothing) -> _MarginLoss:
 
 
 def fit_policy(
-    chosen,
-    rejected,
-    ref,
+    chosen: TensorLike,
+    rejected: TensorLike,
+    ref: TensorLike,
     loss: str = "dpo",
     *,
     beta: float | None = None,
     tau: float | None = None,
     label_smoothing: float = 0.0,
     steps: int = 500,
-    prompts=None,
-    weights=None,
+    prompts: TensorLike | None = None,
+    weights: TensorLike | None = None,
     tolerance: float = 1e-12,
 ) -> Tensor:
     """Fit π_θ = softmax(θ) to preference pairs by damped Newton descent from θ = log π_ref.

@@ -20,11 +20,13 @@ This module is the single implementation: ``tokenmdp`` and the LM adapter call i
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from . import validation as v
+from .validation import TensorLike
 
 Tensor = torch.Tensor
 
@@ -46,7 +48,12 @@ __all__ = [
 ]
 
 
-def dpo(chosen_logratios, rejected_logratios, beta, label_smoothing: float = 0.0) -> Tensor:
+def dpo(
+    chosen_logratios: TensorLike,
+    rejected_logratios: TensorLike,
+    beta: float | Tensor,
+    label_smoothing: float = 0.0,
+) -> Tensor:
     """ℓ = −(1 − ε) log σ(βh) − ε log σ(−βh).
 
     The DPO loss (Rafailov et al. 2023, eq. (7); Nguyen 2025, eq. (6) for one labelled pair), with the
@@ -72,7 +79,9 @@ def dpo(chosen_logratios, rejected_logratios, beta, label_smoothing: float = 0.0
     return (1 - eps) * loss - eps * F.logsigmoid(-logits)
 
 
-def ipo(chosen_logratios, rejected_logratios, tau) -> Tensor:
+def ipo(
+    chosen_logratios: TensorLike, rejected_logratios: TensorLike, tau: float | Tensor
+) -> Tensor:
     """ℓ = (h − 1/(2τ))², the IPO loss on summed log-ratios (Azar et al. 2023, eq. (17)).
 
     Nguyen 2025, eq. (12) writes (βh − ½)² = β²·ℓ with τ = β: the same minimiser. TRL's
@@ -83,13 +92,20 @@ def ipo(chosen_logratios, rejected_logratios, tau) -> Tensor:
     return (chosen - rejected - 1 / (2 * tau)) ** 2
 
 
-def hinge(chosen_logratios, rejected_logratios, beta) -> Tensor:
+def hinge(
+    chosen_logratios: TensorLike, rejected_logratios: TensorLike, beta: float | Tensor
+) -> Tensor:
     """ℓ = max(0, 1 − βh), the SLiC hinge loss (Zhao et al. 2023); TRL's ``"hinge"``."""
     chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
     return torch.relu(1 - v.positive(beta, "beta") * (chosen - rejected))
 
 
-def robust(chosen_logratios, rejected_logratios, beta, label_smoothing: float = 0.0) -> Tensor:
+def robust(
+    chosen_logratios: TensorLike,
+    rejected_logratios: TensorLike,
+    beta: float | Tensor,
+    label_smoothing: float = 0.0,
+) -> Tensor:
     """ℓ = [−(1 − ε) log σ(βh) + ε log σ(−βh)] / (1 − 2ε), ε ∈ [0, ½).
 
     The unbiased loss under label noise of rate ε (Chowdhury et al. 2024, rDPO); TRL's ``"robust"``.
@@ -105,7 +121,12 @@ def robust(chosen_logratios, rejected_logratios, beta, label_smoothing: float = 
     return (loss + eps * F.logsigmoid(-logits)) / (1 - 2 * eps)
 
 
-def exo_pair(chosen_logratios, rejected_logratios, beta, label_smoothing: float = 1e-3) -> Tensor:
+def exo_pair(
+    chosen_logratios: TensorLike,
+    rejected_logratios: TensorLike,
+    beta: float | Tensor,
+    label_smoothing: float = 1e-3,
+) -> Tensor:
     """ℓ = KL(p_θ ‖ p_ε) over {chosen, rejected}, p_θ = (σ(βh), σ(−βh)), p_ε = (1 − ε, ε), ε ∈ (0, 1).
 
     EXO for pairs (Ji et al. 2024, eq. (16)); TRL's ``"exo_pair"``.
@@ -123,7 +144,9 @@ def exo_pair(chosen_logratios, rejected_logratios, beta, label_smoothing: float 
     return log_qw.exp() * (log_qw - log_pw) + log_ql.exp() * (log_ql - log_pl)
 
 
-def nca_pair(chosen_logratios, rejected_logratios, beta) -> Tensor:
+def nca_pair(
+    chosen_logratios: TensorLike, rejected_logratios: TensorLike, beta: float | Tensor
+) -> Tensor:
     """ℓ = −log σ(βq_w) − ½ log σ(−βq_w) − ½ log σ(−βq_l) (Chen et al. 2024, NCA); TRL's ``"nca_pair"``."""
     chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
     beta = v.positive(beta, "beta")
@@ -131,14 +154,18 @@ def nca_pair(chosen_logratios, rejected_logratios, beta) -> Tensor:
     return -F.logsigmoid(w) - 0.5 * F.logsigmoid(-w) - 0.5 * F.logsigmoid(-l_)
 
 
-def bco_pair(chosen_logratios, rejected_logratios, beta) -> Tensor:
+def bco_pair(
+    chosen_logratios: TensorLike, rejected_logratios: TensorLike, beta: float | Tensor
+) -> Tensor:
     """ℓ = −log σ(βq_w) − log σ(−βq_l), binary classification of each response; TRL's ``"bco_pair"``."""
     chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
     beta = v.positive(beta, "beta")
     return -F.logsigmoid(beta * chosen) - F.logsigmoid(-beta * rejected)
 
 
-def sppo_hard(chosen_logratios, rejected_logratios, beta) -> Tensor:
+def sppo_hard(
+    chosen_logratios: TensorLike, rejected_logratios: TensorLike, beta: float | Tensor
+) -> Tensor:
     """ℓ = (q_w − 1/(2β))² + (q_l + 1/(2β))², SPPO with hard labels (Wu et al. 2024, eq. (4.7));
     TRL's ``"sppo_hard"``. Unlike IPO it pins each log-ratio, not only their difference."""
     chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
@@ -146,21 +173,30 @@ def sppo_hard(chosen_logratios, rejected_logratios, beta) -> Tensor:
     return (chosen - 0.5 / beta) ** 2 + (rejected + 0.5 / beta) ** 2
 
 
-def apo_zero(chosen_logratios, rejected_logratios, beta) -> Tensor:
+def apo_zero(
+    chosen_logratios: TensorLike, rejected_logratios: TensorLike, beta: float | Tensor
+) -> Tensor:
     """ℓ = 1 − σ(βq_w) + σ(βq_l) (D'Oosterlinck et al. 2024, APO-zero, eq. (7)); TRL's ``"apo_zero"``."""
     chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
     beta = v.positive(beta, "beta")
     return 1 - torch.sigmoid(beta * chosen) + torch.sigmoid(beta * rejected)
 
 
-def apo_down(chosen_logratios, rejected_logratios, beta) -> Tensor:
+def apo_down(
+    chosen_logratios: TensorLike, rejected_logratios: TensorLike, beta: float | Tensor
+) -> Tensor:
     """ℓ = σ(βq_w) + 1 − σ(βh) (D'Oosterlinck et al. 2024, APO-down, eq. (8)); TRL's ``"apo_down"``."""
     chosen, rejected = v.logratio_pair(chosen_logratios, rejected_logratios)
     beta = v.positive(beta, "beta")
     return torch.sigmoid(beta * chosen) + 1 - torch.sigmoid(beta * (chosen - rejected))
 
 
-def discopop(chosen_logratios, rejected_logratios, beta, discopop_tau: float = 0.05) -> Tensor:
+def discopop(
+    chosen_logratios: TensorLike,
+    rejected_logratios: TensorLike,
+    beta: float | Tensor,
+    discopop_tau: float = 0.05,
+) -> Tensor:
     """ℓ = (1 − σ(βh/τ_d))·(−log σ(βh)) + σ(βh/τ_d)·e^{−βh}, the log-ratio modulated loss.
 
     DiscoPOP (Lu et al. 2024, eq. (5)): a blend of the logistic loss, dominant where βh < 0,
@@ -180,7 +216,7 @@ F_DIVERGENCES = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"
 
 
 def f_divergence_scores(
-    logratios, f_divergence_type: str = "reverse_kl", alpha: float = 0.5
+    logratios: TensorLike, f_divergence_type: str = "reverse_kl", alpha: float = 0.5
 ) -> Tensor:
     """s = f′(π/π_ref) as a function of q = log π/π_ref: the score that replaces q in f-DPO.
 
@@ -219,7 +255,9 @@ def f_divergence_scores(
     raise ValueError(f"f_divergence_type must be one of {F_DIVERGENCES}, got {f_divergence_type!r}")
 
 
-def mix(per_pair_losses, loss_weights=None) -> Tensor:
+def mix(
+    per_pair_losses: Sequence[TensorLike], loss_weights: Sequence[float] | None = None
+) -> Tensor:
     """Σ_k w_k ℓ_k per pair: TRL's multi-loss ``loss_type=[...]`` with ``loss_weights=[...]``.
 
     TRL's batch loss Σ_k w_k mean(ℓ_k) is the mean of this per-pair sum (the mean is linear), e.g.
@@ -247,7 +285,10 @@ def mix(per_pair_losses, loss_weights=None) -> Tensor:
         v.in_range(w, f"loss_weights[{i}]", -math.inf, math.inf, high_open=True)
         for i, w in enumerate(loss_weights)
     ]
-    return sum(w * t for w, t in zip(weights, terms, strict=True))
+    total = weights[0] * terms[0]
+    for w, t in zip(weights[1:], terms[1:], strict=True):
+        total = total + w * t
+    return total
 
 
 # TRL's loss_type name → function; ``"ipo"`` here is the paper's summed form (see the module doc).
@@ -265,7 +306,7 @@ TRL_LOSS_TYPES = {
     "discopop": discopop,
 }
 
+from . import more_losses as _more_losses  # noqa: E402
 from .more_losses import *  # noqa: E402, F403  (re-export; more_losses builds on the helpers above)
-from .more_losses import __all__ as _more  # noqa: E402
 
-__all__ += _more
+__all__ += _more_losses.__all__

@@ -45,13 +45,14 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
 
 from . import validation as v
 from .data import PreferencePairs
+from .validation import TensorLike
 
 Tensor = torch.Tensor
 
@@ -109,10 +110,10 @@ class LossMinimum(NamedTuple):
 def minimise_loss(
     loss: Callable[..., Tensor],
     pairs: PreferencePairs,
-    ref,
+    ref: TensorLike,
     *,
     on: str = "logratios",
-    lengths=None,
+    lengths: TensorLike | None = None,
     pair_inputs: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
     steps: int = 500,
     tolerance: float = 1e-12,
@@ -177,7 +178,15 @@ class _Problem(NamedTuple):
     extra: tuple[Tensor, ...]  # (chosen lengths, rejected lengths), or ()
 
 
-def _checked(loss, pairs, ref, on, lengths, pair_inputs, steps) -> _Problem:
+def _checked(
+    loss: Callable[..., Tensor],
+    pairs: PreferencePairs,
+    ref: TensorLike,
+    on: str,
+    lengths: TensorLike | None,
+    pair_inputs: Callable[[Tensor], tuple[Tensor, Tensor]] | None,
+    steps: int,
+) -> _Problem:
     if not callable(loss):
         raise ValueError(
             f"loss must be callable (chosen, rejected) -> per-pair losses, got {type(loss)}"
@@ -290,9 +299,10 @@ class _Objective:
         lost when O(1) terms of other pairs (which cancel exactly) are accumulated first."""
         d = torch.where(self.p.support, direction, 0.0).detach()
         try:
-            _, tangent = torch.func.jvp(self.per_pair, (at.detach(),), (d,))
+            tangent = torch.func.jvp(self.per_pair, (at.detach(),), (d,))[1]
         except Exception:  # an op without a forward-mode rule: the double-backward JVP
-            _, tangent = torch.autograd.functional.jvp(self.per_pair, at.detach(), d)
+            jvp = torch.autograd.functional.jvp(self.per_pair, at.detach(), d)[1]
+            tangent = cast(Tensor, jvp)  # a tensor input: a tensor JVP
         value = (self.p.weights * tangent).sum().item()
         if math.isnan(value):
             raise ValueError("loss has a NaN derivative during the minimisation")
@@ -738,7 +748,7 @@ def _underflowed(per_pair: Callable[[Tensor], Tensor], start: Tensor, end: Tenso
     d = (end - start).detach()
 
     def slope(s: float) -> float:
-        _, tangent = torch.func.jvp(per_pair, ((start + s * d).detach(),), (d,))
+        tangent = torch.func.jvp(per_pair, ((start + s * d).detach(),), (d,))[1]
         return tangent.abs().max().item()
 
     if not slope(0.0) > 0:
@@ -756,7 +766,7 @@ def _derivatives(objective: Callable[[Tensor], Tensor], theta: Tensor) -> tuple[
     grad = torch.autograd.grad(objective(x), x)[0]
     # one backward pass per coordinate: for the few logits of an exact world this beats vmap, and
     # it differentiates any torch code a user writes
-    hess = torch.autograd.functional.hessian(objective, flat)
+    hess = cast(Tensor, torch.autograd.functional.hessian(objective, flat))  # one input: a tensor
     if not (torch.isfinite(grad).all() and torch.isfinite(hess).all()):
         raise ValueError("loss has a NaN or infinite derivative at a finite policy")
     return grad.reshape(theta.shape), hess
@@ -846,7 +856,7 @@ def _settled(step: Tensor, support: Tensor) -> bool:
     return bool(shifted[near].abs().max() <= 1e-12) if near.any() else True
 
 
-def _unit_ray(direction: Tensor, support: Tensor) -> Tensor:
+def _unit_ray(direction: Tensor, support: Tensor) -> tuple[Tensor, Tensor]:
     """The direction in log π, scaled so that the fastest-falling response has slope −1."""
     slope = _shifted(direction, support)
     fastest = -slope.min()

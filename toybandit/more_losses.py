@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import validation as v
+from .validation import TensorLike
 
 Tensor = torch.Tensor
 
@@ -65,7 +66,11 @@ def _lengths(lengths, name: str, like: Tensor) -> Tensor:
 
 
 def sigmoid_norm(
-    chosen_logratios, rejected_logratios, chosen_lengths, rejected_lengths, beta
+    chosen_logratios: TensorLike,
+    rejected_logratios: TensorLike,
+    chosen_lengths: TensorLike,
+    rejected_lengths: TensorLike,
+    beta: float | Tensor,
 ) -> Tensor:
     """ℓ = −log σ(β(q_w/|y_w| − q_l/|y_l|)), DPO on log-ratios averaged over completion tokens.
 
@@ -83,11 +88,11 @@ def sigmoid_norm(
 
 
 def aot(
-    chosen_logps,
-    rejected_logps,
-    ref_chosen_logps,
-    ref_rejected_logps,
-    beta,
+    chosen_logps: TensorLike,
+    rejected_logps: TensorLike,
+    ref_chosen_logps: TensorLike,
+    ref_rejected_logps: TensorLike,
+    beta: float | Tensor,
     label_smoothing: float = 0.0,
 ) -> Tensor:
     """ℓ_k = −(1 − ε) log σ(βΔ_k) − ε log σ(−βΔ_k), Δ = sort(log π_w/π_l) − sort(log π_ref,w/π_ref,l).
@@ -113,7 +118,10 @@ def aot(
 
 
 def aot_unpaired(
-    chosen_logratios, rejected_logratios, beta, label_smoothing: float = 0.0
+    chosen_logratios: TensorLike,
+    rejected_logratios: TensorLike,
+    beta: float | Tensor,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     """ℓ_k = −(1 − ε) log σ(βΔ_k) − ε log σ(−βΔ_k), Δ = sort(q_w) − sort(q_l) over the batch (dim 0).
 
@@ -142,7 +150,7 @@ def _tokens(token_logps, completion_mask, name: str) -> tuple[Tensor, Tensor]:
     return x, mask.to(x.dtype)
 
 
-def sft(chosen_token_logps, completion_mask) -> Tensor:
+def sft(chosen_token_logps: TensorLike, completion_mask: TensorLike) -> Tensor:
     """ℓ = −(1/Σ_k |y_w,k|) Σ_k Σ_t log π(y_w,k,t | ·), the NLL of the chosen tokens, per token.
 
     TRL's ``"sft"``: one number for the batch (the mean over every chosen completion token, not the
@@ -161,7 +169,11 @@ def sft(chosen_token_logps, completion_mask) -> Tensor:
 
 
 def ld_sequence_logps(
-    chosen_token_logps, rejected_token_logps, chosen_mask, rejected_mask, ld_alpha: float
+    chosen_token_logps: TensorLike,
+    rejected_token_logps: TensorLike,
+    chosen_mask: TensorLike,
+    rejected_mask: TensorLike,
+    ld_alpha: float,
 ) -> tuple[Tensor, Tensor]:
     """log π_LD(y) = Σ_{t ≤ ℓ_s} log π(y_t | ·) + α Σ_{t > ℓ_s} log π(y_t | ·), ℓ_s = min(|y_w|, |y_l|).
 
@@ -191,12 +203,12 @@ def ld_sequence_logps(
 
 
 def wpo_weights(
-    chosen_token_logps,
-    chosen_log_sum_sq_probs,
-    chosen_mask,
-    rejected_token_logps,
-    rejected_log_sum_sq_probs,
-    rejected_mask,
+    chosen_token_logps: TensorLike,
+    chosen_log_sum_sq_probs: TensorLike,
+    chosen_mask: TensorLike,
+    rejected_token_logps: TensorLike,
+    rejected_log_sum_sq_probs: TensorLike,
+    rejected_mask: TensorLike,
 ) -> Tensor:
     """w = exp(ā(y_w)) · exp(ā(y_l)), ā(y) = (1/|y|) Σ_t [log π(y_t|·) − log Σ_v π(v|·)²], detached.
 
@@ -236,7 +248,7 @@ def wpo_weights(
     return w * l_
 
 
-def kto_reference_point(kl_logratios) -> Tensor:
+def kto_reference_point(kl_logratios: TensorLike) -> Tensor:
     """z₀ = max(0, mean_k q(y'_k)), KTO's reference point: a batch estimate of KL(π‖π_ref).
 
     Ethayarajh et al. 2024, *KTO*, eq. (7) estimates z₀ = KL(π_θ(y|x)‖π_ref(y|x)) from mismatched
@@ -263,10 +275,10 @@ def _unpaired(chosen_logratios, rejected_logratios) -> tuple[Tensor, Tensor]:
 
 
 def kto(
-    chosen_logratios,
-    rejected_logratios,
-    kl,
-    beta,
+    chosen_logratios: TensorLike,
+    rejected_logratios: TensorLike,
+    kl: TensorLike,
+    beta: float | Tensor,
     desirable_weight: float = 1.0,
     undesirable_weight: float = 1.0,
 ) -> Tensor:
@@ -291,9 +303,9 @@ def kto(
 
 
 def apo_zero_unpaired(
-    chosen_logratios,
-    rejected_logratios,
-    beta,
+    chosen_logratios: TensorLike,
+    rejected_logratios: TensorLike,
+    beta: float | Tensor,
     desirable_weight: float = 1.0,
     undesirable_weight: float = 1.0,
 ) -> Tensor:
@@ -319,7 +331,11 @@ def _alpha_rewards(chosen, rejected, alpha: float) -> Tensor:
 
 
 def cpo(
-    chosen_logps, rejected_logps, beta, label_smoothing: float = 0.0, alpha: float = 0.0
+    chosen_logps: TensorLike,
+    rejected_logps: TensorLike,
+    beta: float | Tensor,
+    label_smoothing: float = 0.0,
+    alpha: float = 0.0,
 ) -> Tensor:
     """ℓ = −(1 − ε) log σ(β(log π(y_w) − log π(y_l))) − ε log σ(−β(...)), no reference model.
 
@@ -342,9 +358,9 @@ def cpo(
 
 
 def simpo(
-    chosen_logps,
-    rejected_logps,
-    beta,
+    chosen_logps: TensorLike,
+    rejected_logps: TensorLike,
+    beta: float | Tensor,
     simpo_gamma: float = 0.5,
     label_smoothing: float = 0.0,
     alpha: float = 0.0,
@@ -373,7 +389,7 @@ def _log1mexp(x: Tensor) -> Tensor:
     return torch.where(x < -math.log(2), torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
 
 
-def orpo(chosen_logps, rejected_logps, beta) -> Tensor:
+def orpo(chosen_logps: TensorLike, rejected_logps: TensorLike, beta: float | Tensor) -> Tensor:
     """ℓ = −β log σ(log odds(y_w) − log odds(y_l)), odds(y) = π̄(y)/(1 − π̄(y)), no reference model.
 
     ORPO's odds-ratio term (Hong et al. 2024, eqs. (4), (7)), weighted by λ = β; the full ORPO loss

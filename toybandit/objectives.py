@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 
 from . import validation as v
 from .losses import dpo
 from .preferences import check_preference
+from .validation import TensorLike
 
 Tensor = torch.Tensor
 
@@ -55,7 +57,7 @@ def _wsum(weights: Tensor, values: Tensor) -> Tensor:
     return torch.where(weights > 0, weights * values, 0.0).sum((-1, -2))
 
 
-def logratios(policy, ref) -> Tensor:
+def logratios(policy: TensorLike, ref: TensorLike) -> Tensor:
     """q(y) = log π(y) − log π_ref(y), natural log, not multiplied by β (the project's ``logratio``).
 
     −inf where π = 0 < π_ref; a policy with mass where π_ref = 0 has no finite KL and is rejected.
@@ -68,7 +70,7 @@ def logratios(policy, ref) -> Tensor:
     return torch.where(ref > 0, policy.log() - ref.log(), 0.0)
 
 
-def pair_weights(pref, mu) -> Tensor:
+def pair_weights(pref: TensorLike, mu: TensorLike) -> Tensor:
     """W[..., i, j] = Pr(chosen = y_i, rejected = y_j) = 2 μ_i μ_j P_ij.
 
     The distribution of a labelled pair when y₁, y₂ ∼ μ i.i.d. and the winner is drawn from P: the
@@ -80,7 +82,9 @@ def pair_weights(pref, mu) -> Tensor:
     return 2 * mu.unsqueeze(-1) * mu.unsqueeze(-2) * pref
 
 
-def expected_pair_loss(loss: Callable[[Tensor, Tensor], Tensor], logratio, pref, mu) -> Tensor:
+def expected_pair_loss(
+    loss: Callable[[Tensor, Tensor], Tensor], logratio: TensorLike, pref: TensorLike, mu: TensorLike
+) -> Tensor:
     """E[ℓ(q(y_w), q(y_l))] = Σ_ij W_ij ℓ(q_i, q_j), the exact population value of a pairwise loss.
 
     ``loss`` is any elementwise function of (chosen, rejected) log-ratios, e.g.
@@ -95,7 +99,7 @@ def expected_pair_loss(loss: Callable[[Tensor, Tensor], Tensor], logratio, pref,
     return _wsum(weights, loss(chosen, rejected))
 
 
-def logistic_objective(score, pref, mu) -> Tensor:
+def logistic_objective(score: TensorLike, pref: TensorLike, mu: TensorLike) -> Tensor:
     """−E_{(y₁, y₂)∼μ, c}[𝓛_logistic(σ(s(y₁) − s(y₂)), c)], Nguyen 2025, eq. (3).
 
     The Bradley–Terry negative log-likelihood of a score s (a reward model), with
@@ -108,7 +112,9 @@ def logistic_objective(score, pref, mu) -> Tensor:
     return expected_pair_loss(lambda w, l_: dpo(w, l_, beta=1.0), score, pref, mu)
 
 
-def dpo_objective(policy, pref, mu, ref, beta) -> Tensor:
+def dpo_objective(
+    policy: TensorLike, pref: TensorLike, mu: TensorLike, ref: TensorLike, beta: float | Tensor
+) -> Tensor:
     """Nguyen 2025, eq. (6): the logistic loss (3) with s replaced by the implicit score βq.
 
     Equals ``expected_pair_loss(partial(losses.dpo, beta=beta), q, pref, mu)``, the population DPO
@@ -145,7 +151,15 @@ def _mu2(mu: Tensor) -> Tensor:
     return mu.unsqueeze(-1) * mu.unsqueeze(-2)
 
 
-def ipo_target_objective(policy, pref, mu, ref, beta, *, pairs_from=None) -> Tensor:
+def ipo_target_objective(
+    policy: TensorLike,
+    pref: TensorLike,
+    mu: TensorLike,
+    ref: TensorLike,
+    beta: float | Tensor,
+    *,
+    pairs_from: TensorLike | None = None,
+) -> Tensor:
     """Nguyen 2025, eq. (9): E_{y₁,y₂∼μ}[(h(y₁, y₂) − E_{y∼μ}[v(y₁, y) − v(y₂, y)])²].
 
     Regression of h on the unknown target g(y₁, y₂) = s†(y₁) − s†(y₂), s† of eq. (7).
@@ -155,20 +169,30 @@ def ipo_target_objective(policy, pref, mu, ref, beta, *, pairs_from=None) -> Ten
             behaviour policy inside the target, which Lemma 3.1 needs. Pass another to break it.
     """
     policy, mu, ref, *rest = _inputs(policy, pref, mu, ref, beta, pairs_from)
-    pairs = rest[0] if pairs_from is not None else mu
+    pairs = cast(Tensor, rest[0]) if pairs_from is not None else mu  # the checked pairs_from
     pref, beta = rest[-2], rest[-1]
     s = (pref * mu.unsqueeze(-2)).sum(-1)  # s†(y) = E_{y'∼μ} v(y, y')
     target = s.unsqueeze(-1) - s.unsqueeze(-2)
     return _wsum(_mu2(pairs), (_h(policy, ref, beta) - target) ** 2)
 
 
-def ipo_preference_objective(policy, pref, mu, ref, beta) -> Tensor:
+def ipo_preference_objective(
+    policy: TensorLike, pref: TensorLike, mu: TensorLike, ref: TensorLike, beta: float | Tensor
+) -> Tensor:
     """Nguyen 2025, eq. (10): E_{y₁,y₂∼μ}[(h(y₁, y₂) − v(y₁, y₂))²]."""
     policy, mu, ref, pref, beta = _inputs(policy, pref, mu, ref, beta)
     return _wsum(_mu2(mu), (_h(policy, ref, beta) - pref) ** 2)
 
 
-def ipo_label_objective(policy, pref, mu, ref, beta, *, printed: bool = False) -> Tensor:
+def ipo_label_objective(
+    policy: TensorLike,
+    pref: TensorLike,
+    mu: TensorLike,
+    ref: TensorLike,
+    beta: float | Tensor,
+    *,
+    printed: bool = False,
+) -> Tensor:
     """Nguyen 2025, eq. (11): E_{y₁,y₂∼μ, c}[(h(y₁, y₂) − t(c))²], regression on the label.
 
     The blog approximates v(y₁, y₂) = Pr(c = 1) by the label and prints the target t(c) = c − 1,
@@ -187,7 +211,9 @@ def ipo_label_objective(policy, pref, mu, ref, beta, *, printed: bool = False) -
     return _wsum(_mu2(mu), mixed)
 
 
-def ipo_objective(policy, pref, mu, ref, beta) -> Tensor:
+def ipo_objective(
+    policy: TensorLike, pref: TensorLike, mu: TensorLike, ref: TensorLike, beta: float | Tensor
+) -> Tensor:
     """Nguyen 2025, eq. (12): E_{(y_w, y_l)}[(h(y_w, y_l) − ½)²], the IPO loss of Azar et al. 2023.
 
     Equals β² · E[``losses.ipo``(q_w, q_l, τ = β)] and (11) corrected minus ¼: the symmetrised pair

@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 
 from . import validation as v
+from .validation import TensorLike
 
 Tensor = torch.Tensor
 
 
-def log_optimal_policy(reward, ref, beta) -> Tensor:
+def log_optimal_policy(reward: TensorLike, ref: TensorLike, beta: float | Tensor) -> Tensor:
     """log π*(y|x) = log π_ref(y|x) + r(x, y)/β − log Z(x).
 
     The maximiser of the KL-regularised objective of Nguyen 2025, eq. (1) (the Gibbs policy that
@@ -30,13 +31,13 @@ def log_optimal_policy(reward, ref, beta) -> Tensor:
     return log_gibbs(reward, ref, beta)
 
 
-def log_gibbs(score: Tensor, ref: Tensor, beta) -> Tensor:
+def log_gibbs(score: Tensor, ref: Tensor, beta: float | Tensor) -> Tensor:
     """log(π_ref e^{s/β} / Z) = log_softmax(log π_ref + s/β) over the last dim, on inputs already
     checked (:func:`toybandit.validation.gibbs_inputs`); −inf where π_ref = 0 or s = −inf."""
     return torch.log_softmax(ref.log() + score / beta, dim=-1)
 
 
-def optimal_policy(reward, ref, beta) -> Tensor:
+def optimal_policy(reward: TensorLike, ref: TensorLike, beta: float | Tensor) -> Tensor:
     """π*(y|x) = π_ref(y|x) exp(r(x, y)/β) / Z(x), the maximiser of Nguyen 2025, eq. (1).
 
     Computed in log space (see :func:`log_optimal_policy`), so |r|/β up to 1e4 and π_ref down to
@@ -48,7 +49,7 @@ def optimal_policy(reward, ref, beta) -> Tensor:
     return log_optimal_policy(reward, ref, beta).exp()
 
 
-def log_partition(reward, ref, beta) -> Tensor:
+def log_partition(reward: TensorLike, ref: TensorLike, beta: float | Tensor) -> Tensor:
     """β log Z(x) = β log Σ_y π_ref(y|x) exp(r(x, y)/β).
 
     The normaliser of π* in Nguyen 2025, sec. 2.2, and the optimal value of eq. (1):
@@ -62,7 +63,7 @@ def log_partition(reward, ref, beta) -> Tensor:
     return out * (beta.squeeze(-1) if isinstance(beta, Tensor) else beta)
 
 
-def kl_divergence(policy, ref) -> Tensor:
+def kl_divergence(policy: TensorLike, ref: TensorLike) -> Tensor:
     """KL(π‖π_ref) = Σ_y π(y) log(π(y)/π_ref(y)), with 0 log 0 = 0 and +inf where π > 0 = π_ref."""
     policy = v.probabilities(policy, "policy")
     ref = v.probabilities(ref, "ref")
@@ -70,7 +71,9 @@ def kl_divergence(policy, ref) -> Tensor:
     return (torch.xlogy(policy, policy) - torch.xlogy(policy, ref)).sum(-1)
 
 
-def regularized_value(policy, reward, ref, beta) -> Tensor:
+def regularized_value(
+    policy: TensorLike, reward: TensorLike, ref: TensorLike, beta: float | Tensor
+) -> Tensor:
     """J(π) = E_{y∼π}[r(x, y)] − β KL(π(·|x)‖π_ref(·|x)), the objective of Nguyen 2025, eq. (1).
 
     Evaluated exactly for any tabular policy; its maximum over π is :func:`log_partition`, reached at

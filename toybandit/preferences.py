@@ -8,13 +8,14 @@ import torch
 
 from . import validation as v
 from .optimal import log_gibbs
+from .validation import TensorLike
 
 Tensor = torch.Tensor
 
 PREFERENCE_KINDS = ("general", "bradley_terry", "cyclic", "deterministic")
 
 
-def bradley_terry(reward) -> Tensor:
+def bradley_terry(reward: TensorLike) -> Tensor:
     """P[..., i, j] = σ(r_i − r_j), the Bradley–Terry model (Nguyen 2025, sec. 2.1).
 
     Args:
@@ -29,7 +30,7 @@ def bradley_terry(reward) -> Tensor:
     return torch.sigmoid(reward.unsqueeze(-1) - reward.unsqueeze(-2))
 
 
-def check_preference(pref, *, atol: float | None = None) -> Tensor:
+def check_preference(pref: TensorLike, *, atol: float | None = None) -> Tensor:
     """Validate a preference matrix P[..., i, j] = P(y_i ≻ y_j) against Nguyen 2025 (8a–c).
 
     (8a) 0 ≤ P ≤ 1; (8b) P_ii = ½; (8c) P_ij + P_ji = 1 (to ``atol``, by default a few ulps of 1 in
@@ -93,13 +94,13 @@ def random_preference(
     n = v.integer(num_responses, "num_responses", minimum=1)
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator)}")
-    scale = v.positive(scale, "scale")
+    std = v.positive(scale, "scale")
     batch_shape = tuple(v.integer(b, "batch_shape", minimum=0) for b in batch_shape)
     if kind == "cyclic" and n < 3:
         raise ValueError(f"a cyclic preference needs num_responses ≥ 3, got {n}")
     shape = (*batch_shape, n, n)
     if kind == "bradley_terry":
-        reward = scale * torch.randn((*batch_shape, n), generator=generator, dtype=dtype)
+        reward = std * torch.randn((*batch_shape, n), generator=generator, dtype=dtype)
         return bradley_terry(reward)
     if kind == "deterministic":
         rank = (
@@ -147,7 +148,9 @@ def _logit(p: Tensor) -> Tensor:
 PSI = {"identity": _identity, "logit": _logit}
 
 
-def psi_scores(pref, mu, psi: str | Callable[[Tensor], Tensor] = "identity") -> Tensor:
+def psi_scores(
+    pref: TensorLike, mu: TensorLike, psi: str | Callable[[Tensor], Tensor] = "identity"
+) -> Tensor:
     """s_Ψ(y) = E_{y'∼μ}[Ψ(P(y ≻ y'))] = Σ_{y'} μ(y') Ψ(P[..., y, y']).
 
     The Ψ-preference of Azar et al. 2023, eq. (6); with Ψ = identity it is the IPO score s†(x, y) of
@@ -198,7 +201,13 @@ def psi_scores(pref, mu, psi: str | Callable[[Tensor], Tensor] = "identity") -> 
     return scores
 
 
-def psi_optimal_policy(pref, mu, ref, tau, psi: str | Callable[[Tensor], Tensor] = "identity"):
+def psi_optimal_policy(
+    pref: TensorLike,
+    mu: TensorLike,
+    ref: TensorLike,
+    tau: float | Tensor,
+    psi: str | Callable[[Tensor], Tensor] = "identity",
+) -> Tensor:
     """π*(y) ∝ π_ref(y) exp(τ⁻¹ E_{y'∼μ}[Ψ(P(y ≻ y'))]), the ΨPO optimum.
 
     Maximiser of E_{y∼π, y'∼μ}[Ψ(P(y ≻ y'))] − τ KL(π‖π_ref) (Azar et al. 2023, eqs. (6)–(7)):
@@ -229,7 +238,7 @@ def psi_optimal_policy(pref, mu, ref, tau, psi: str | Callable[[Tensor], Tensor]
     return log_pi.exp()
 
 
-def maximal_lottery(pref) -> Tensor:
+def maximal_lottery(pref: TensorLike) -> Tensor:
     """The maximal lottery p of one preference matrix: Σ_i p_i (2P_ij − 1) ≥ 0 for every j.
 
     The von Neumann winner of the symmetric zero-sum game with payoff 2P − 1 (Fishburn 1984): a

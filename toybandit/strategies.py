@@ -46,19 +46,21 @@ def _tensor(
     )
 
 
-def rewards(num_responses: int, *, batch_shape: tuple[int, ...] = (), scale: float = 10.0):
+def rewards(
+    num_responses: int, *, batch_shape: tuple[int, ...] = (), scale: float = 10.0
+) -> st.SearchStrategy[Tensor]:
     """Finite rewards uniform on [−scale, scale], shape [*batch_shape, Y]."""
     return _tensor((*batch_shape, num_responses), st.floats(-scale, scale, allow_nan=False))
 
 
-def betas(min_value: float = 0.05, max_value: float = 20.0):
+def betas(min_value: float = 0.05, max_value: float = 20.0) -> st.SearchStrategy[float]:
     """β (or τ) log-uniform on [min_value, max_value]."""
     return st.floats(math.log(min_value), math.log(max_value)).map(math.exp)
 
 
 @st.composite
 def probabilities(
-    draw,
+    draw: st.DrawFn,
     num_responses: int,
     *,
     batch_shape: tuple[int, ...] = (),
@@ -77,7 +79,7 @@ def probabilities(
 
 @st.composite
 def preferences(
-    draw,
+    draw: st.DrawFn,
     num_responses: int,
     *,
     kind: str = "general",
@@ -129,7 +131,7 @@ def _sizes(min_responses: int, max_responses: int, max_prompts: int):
 
 @st.composite
 def bandits(
-    draw,
+    draw: st.DrawFn,
     *,
     min_responses: int = 2,
     max_responses: int = 6,
@@ -148,7 +150,7 @@ def bandits(
 
 @st.composite
 def preference_worlds(
-    draw,
+    draw: st.DrawFn,
     *,
     kind: str = "general",
     min_responses: int = 2,

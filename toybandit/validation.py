@@ -8,6 +8,10 @@ negative weight or a float index is refused, never repaired.
 Tolerances follow the dtype: a distribution normalised in a dtype sums to 1 within about Y·eps
 (:func:`sum_tol`), and a preference matrix satisfies P_ij + P_ji = 1 within a few ulps
 (:func:`pref_tol`).
+
+:data:`TensorLike` is the type of every array input of the public functions of toybandit,
+tokenmdp and proofs_check: what :func:`as_tensor` accepts. It is defined here, once, and imported
+by the other packages (``from toybandit.validation import TensorLike``).
 """
 
 from __future__ import annotations
@@ -15,13 +19,31 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
+import numpy as np
 import torch
 
 Tensor = torch.Tensor
 
+TensorLike: TypeAlias = (
+    Tensor
+    | np.ndarray
+    | np.number
+    | float
+    | Sequence[float]
+    | Sequence[Sequence[float]]
+    | Sequence[Sequence[Sequence[float]]]
+)
+"""An array input: a tensor, a NumPy array or scalar, a Python number (``int`` and ``bool``
+included, as ``float`` includes them in type hints), or lists and tuples of numbers nested up to
+three deep ([X, Y, Y] for per-prompt preference matrices; pass an array for more), as
+:func:`as_tensor` (``torch.as_tensor``) reads them. Non-tensors and integer tensors become float64;
+a tensor keeps its floating dtype and device."""
+
 __all__ = [
+    "TensorLike",
     "as_tensor",
     "broadcast",
     "finite",
@@ -49,7 +71,7 @@ _SUM_TOL = {torch.float64: 1e-9, torch.float32: 1e-5, torch.float16: 1e-2, torch
 _PREF_TOL = {torch.float64: 1e-12, torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 1e-2}
 
 
-def as_tensor(x, name: str) -> Tensor:
+def as_tensor(x: TensorLike, name: str) -> Tensor:
     """Return ``x`` as a floating tensor; non-tensors and integer tensors become float64."""
     if not isinstance(x, torch.Tensor):
         try:
@@ -75,7 +97,7 @@ def pref_tol(dtype: torch.dtype) -> float:
     return _PREF_TOL.get(dtype, 1e-12)
 
 
-def probabilities(p, name: str, *, min_dim: int = 1) -> Tensor:
+def probabilities(p: TensorLike, name: str, *, min_dim: int = 1) -> Tensor:
     """Check a tensor of distributions over the last dim: finite, ≥ 0, each row summing to 1."""
     p = as_tensor(p, name)
     if p.dim() < min_dim or p.shape[-1] == 0:
@@ -95,7 +117,7 @@ def probabilities(p, name: str, *, min_dim: int = 1) -> Tensor:
     return p
 
 
-def number(value, name: str) -> float:
+def number(value: float | Tensor, name: str) -> float:
     """A real number as a float: ints, floats, NumPy scalars and one-element tensors; never a
     string (``"0.5"``), a bool or None, which ``float()`` would accept or mistake."""
     if isinstance(value, torch.Tensor):
@@ -107,7 +129,9 @@ def number(value, name: str) -> float:
     return float(value)
 
 
-def integer(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def integer(
+    value: float | Tensor, name: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     """An integer count, depth or size: ints, NumPy integers and integral floats (2.0); never
     2.5 (which ``int()`` truncates), a string or a bool. Bounds are inclusive."""
     if isinstance(value, torch.Tensor):
@@ -132,7 +156,7 @@ def integer(value, name: str, *, minimum: int | None = None, maximum: int | None
     return k
 
 
-def indices(x, name: str, size: int, n: int | None = None) -> Tensor:
+def indices(x: TensorLike, name: str, size: int, n: int | None = None) -> Tensor:
     """A 1-D int64 tensor of positions in [0, size) (of length n if given): no floats, no bools
     (a mask is not a list of positions), nothing out of range."""
     x = torch.as_tensor(x)
@@ -161,7 +185,7 @@ def log_normalised(lse: Tensor, name: str, what: str = "row") -> None:
         )
 
 
-def preference_entries(p, name: str) -> Tensor:
+def preference_entries(p: TensorLike, name: str) -> Tensor:
     """Probabilities P(y_i ≻ y_j) entry by entry: in [0, 1], no NaN."""
     p = as_tensor(p, name)
     bad = ~((p >= 0) & (p <= 1))
@@ -182,14 +206,14 @@ def non_decreasing(fn: Callable[[Tensor], Tensor], name: str, *, points: int = 1
         raise ValueError(f"{name} must not return NaN on [0, 1], got NaN at p = {p:g}")
     drop = (values[1:] < values[:-1]).nonzero()
     if drop.numel():
-        i = drop[0].item()
+        i = int(drop[0].item())
         raise ValueError(
             f"{name} must be non-decreasing on [0, 1]: {name}({grid[i].item():g}) = "
             f"{values[i].item():.4g} > {name}({grid[i + 1].item():g}) = {values[i + 1].item():.4g}"
         )
 
 
-def finite(x, name: str) -> Tensor:
+def finite(x: TensorLike, name: str) -> Tensor:
     """``x`` as a floating tensor (see :func:`as_tensor`) with no NaN or ±inf entry."""
     x = as_tensor(x, name)
     if not torch.isfinite(x).all():
@@ -197,7 +221,7 @@ def finite(x, name: str) -> Tensor:
     return x
 
 
-def positive(value, name: str):
+def positive(value: float | Tensor, name: str) -> float | Tensor:
     """Check a strength such as β or τ: a positive finite number or tensor of them."""
     if isinstance(value, torch.Tensor):
         bad = ~(torch.isfinite(value) & (value > 0))
@@ -210,7 +234,9 @@ def positive(value, name: str):
     return v
 
 
-def in_range(value, name: str, low: float, high: float, *, high_open: bool = False) -> float:
+def in_range(
+    value: float | Tensor, name: str, low: float, high: float, *, high_open: bool = False
+) -> float:
     """A number in [low, high] (or [low, high) with ``high_open``), as a float."""
     v = number(value, name)
     ok = low <= v < high if high_open else low <= v <= high
@@ -252,7 +278,14 @@ def prompt_param(param: Tensor, name: str, like: Tensor) -> Tensor:
     return param.to(like.dtype).unsqueeze(-1)
 
 
-def gibbs_inputs(reward, ref, beta, *, beta_name: str = "beta", reward_name: str = "reward"):
+def gibbs_inputs(
+    reward: TensorLike,
+    ref: TensorLike,
+    beta: float | Tensor,
+    *,
+    beta_name: str = "beta",
+    reward_name: str = "reward",
+) -> tuple[Tensor, Tensor, float | Tensor]:
     """The inputs of a Gibbs policy π_ref e^{r/β}/Z: a finite ``reward`` [..., Y], probabilities
     ``ref`` broadcast against it, and β > 0 (a number, or a tensor over the prompt dims returned
     by :func:`prompt_param` as [..., 1]). Returns (reward, ref, beta)."""
@@ -265,7 +298,9 @@ def gibbs_inputs(reward, ref, beta, *, beta_name: str = "beta", reward_name: str
     return reward, ref, beta
 
 
-def logratio_pair(chosen_logratios, rejected_logratios) -> tuple[Tensor, Tensor]:
+def logratio_pair(
+    chosen_logratios: TensorLike, rejected_logratios: TensorLike
+) -> tuple[Tensor, Tensor]:
     """q(y_w) and q(y_l) (or log-probabilities) as floating tensors of one shape, one entry per
     pair."""
     chosen = as_tensor(chosen_logratios, "chosen_logratios")
@@ -278,7 +313,13 @@ def logratio_pair(chosen_logratios, rejected_logratios) -> tuple[Tensor, Tensor]
     return chosen, rejected
 
 
-def weights(w, n: int, *, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
+def weights(
+    w: TensorLike | None,
+    n: int,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """One weight per pair: finite, non-negative, not all 0, shape [n], in ``dtype``; all 1 (on
     ``device``) when ``w`` is None. Not normalised."""
     if w is None:

@@ -9,9 +9,11 @@ from typing import NamedTuple
 
 import torch
 
+from toybandit.validation import TensorLike
+
 from ..segments import segment_log_softmax_
 from ..tree import TokenTree
-from .model import context_length, out_dtype, vocab_size
+from .model import CausalLM, context_length, out_dtype, vocab_size
 from .scoring import next_logprobs
 
 Tensor = torch.Tensor
@@ -26,9 +28,9 @@ class Expansion(NamedTuple):
 
 
 def expand_tree(
-    model,
-    prompt_ids,
-    tokens,
+    model: CausalLM,
+    prompt_ids: TensorLike,
+    tokens: TensorLike,
     depth: int,
     *,
     eos: int | None = None,
@@ -99,7 +101,12 @@ def expand_tree(
 
 
 def tree_policy(
-    model, tree: TokenTree, prompt_ids, *, token_ids=None, batch_size: int = 256
+    model: CausalLM,
+    tree: TokenTree,
+    prompt_ids: TensorLike,
+    *,
+    token_ids: TensorLike | None = None,
+    batch_size: int = 256,
 ) -> Expansion:
     """The model's next-token law on the edges of a given tree, restricted and renormalised.
 
@@ -165,9 +172,9 @@ def tree_policy(
 
 
 def model_beam_search(
-    model,
-    prompt_ids,
-    tokens,
+    model: CausalLM,
+    prompt_ids: TensorLike,
+    tokens: TensorLike,
     depth: int,
     width: int,
     *,
@@ -221,7 +228,16 @@ def _top_k(logp: Tensor, top_k: int | None) -> Tensor:
     return keep
 
 
-def check_search(model, prompt_ids, depth, tokens, *, eos=None, top_k=None, name="tokens"):
+def check_search(
+    model: CausalLM,
+    prompt_ids: TensorLike,
+    depth: int,
+    tokens: TensorLike,
+    *,
+    eos: int | None = None,
+    top_k: int | None = None,
+    name: str = "tokens",
+) -> tuple[Tensor, Tensor]:
     """The input check shared by :func:`expand_tree`, :func:`tree_policy` and
     :func:`model_beam_search`; returns (prompt [P], the allowed ids sorted).
 

@@ -22,13 +22,14 @@ import copy
 import csv
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 
 import toybandit as tb
+from toybandit.validation import TensorLike
 
 from ..segments import segment_log_softmax
 from ..sequences import (
@@ -42,7 +43,7 @@ from ..solve import soft_solve
 from ..train import sample_trajectory_pairs
 from ..tree import TokenTree
 from .expand import tree_policy
-from .model import tiny_gpt2, vocab_size
+from .model import CausalLM, tiny_gpt2, vocab_size
 
 Tensor = torch.Tensor
 
@@ -240,7 +241,9 @@ def train_preferences(
     ``beta``) or "ipo" (TRL's "ipo", IPO's ``tau``, which TRL calls beta), reference
     ``ref_model``; float32 (no autocast), on a GPU when present; TRL's own printing switched off."""
     from transformers import PrinterCallback, ProgressCallback
-    from trl import DPOConfig, DPOTrainer
+
+    # trl's lazy __init__ re-exports these at run time only (no __all__ for a type checker)
+    from trl import DPOConfig, DPOTrainer  # pyright: ignore[reportPrivateImportUsage]
 
     if loss not in ("dpo", "ipo"):
         raise ValueError(f'loss must be "dpo" or "ipo", got {loss!r}')
@@ -270,6 +273,7 @@ def train_preferences(
         for callback in (PrinterCallback, ProgressCallback):  # they print TRL's metric dicts
             trainer.remove_callback(callback)
         trainer.train()
+    assert trainer.model is not None  # the model it was given
     return trainer.model.eval()
 
 
@@ -322,7 +326,9 @@ class Score(NamedTuple):
     kl_ref_model: float
 
 
-def score(model, tree: TokenTree, reward, beta: float, vocab: Vocabulary) -> Score:
+def score(
+    model: CausalLM, tree: TokenTree, reward: TensorLike, beta: float, vocab: Vocabulary
+) -> Score:
     """Score a model against the exact optimum of (tree, reward, β); see :class:`Score`.
 
     The model's weights are evaluated in float64 (a copy), so the scores are exact for those weights.
@@ -385,7 +391,9 @@ FULL = Setting(
 )
 
 
-def sweep(setting: Setting, out: str | Path, *, progress=None) -> list[dict[str, Any]]:
+def sweep(
+    setting: Setting, out: str | Path, *, progress: Callable[[str], object] | None = None
+) -> list[dict[str, Any]]:
     """Run a grid (pairs × β × loss) on one tree; write ``results.csv`` and ``results.png`` under
     ``out`` and return the rows. IPO runs use τ = β (the β column). ``progress``: called with one
     line of text per finished step (e.g. ``print``)."""
@@ -401,7 +409,8 @@ def sweep(setting: Setting, out: str | Path, *, progress=None) -> list[dict[str,
     reward[0] = 0.0
     vocab = tree_vocabulary(tree)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    base = small_model(vocab, tree.max_depth, seed=setting.seed).to(device)
+    # transformers wraps `to` with functools.wraps(nn.Module.to), which hides its `self`
+    base = small_model(vocab, tree.max_depth, seed=setting.seed).to(device)  # pyright: ignore[reportArgumentType]
     say(
         f"tree: {tree.n_nodes} nodes, {tree.leaves.numel()} sequences; warming up on "
         f"{setting.sft_samples} samples"
@@ -423,7 +432,8 @@ def sweep(setting: Setting, out: str | Path, *, progress=None) -> list[dict[str,
                     )  # fmt: skip
                 strength = {"beta": beta} if loss == "dpo" else {"tau": beta}
                 model = train_preferences(
-                    copy.deepcopy(base), copy.deepcopy(base), vocab, data, loss=loss, **strength,
+                    copy.deepcopy(base), copy.deepcopy(base), vocab, data, loss=loss,
+                    beta=strength.get("beta"), tau=strength.get("tau"),
                     epochs=setting.epochs, seed=setting.seed, output_dir=out / "trl",
                 )  # fmt: skip
                 rows.append(_row(loss, beta, n, score(model, tree, reward, beta, vocab)))
@@ -480,12 +490,14 @@ def _figure(rows: list[dict[str, Any]], path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tokenmdp.lm.lab [--quick] [--out DIR]``: run the sweep, print the table."""
     parser = argparse.ArgumentParser(
-        prog="python -m tokenmdp.lm.lab", description=__doc__.split("\n")[0]
+        prog="python -m tokenmdp.lm.lab", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="the small CPU setting (minutes)")
     parser.add_argument("--out", default="lab_runs", help="directory for results.csv / results.png")
     args = parser.parse_args(argv)
-    rows = sweep(QUICK if args.quick else FULL, args.out, progress=lambda line: print(line, flush=True))
+    rows = sweep(
+        QUICK if args.quick else FULL, args.out, progress=lambda line: print(line, flush=True)
+    )
     keys = ["method", "beta", "pairs", "kl_ref_model", "kl_model_opt", "kl_opt_model", "accuracy"]
     keys.append("credit")
     print(" | ".join(keys))

@@ -17,12 +17,26 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 
+from toybandit.validation import TensorLike
+
+if TYPE_CHECKING:
+    from transformers.models.gpt2.modeling_gpt2 import GPT2LMHeadModel
+
 Tensor = torch.Tensor
+
+CausalLM: TypeAlias = Any
+"""The ``model`` (and ``ref_model``) of every function of :mod:`tokenmdp.lm`: a causal LM as
+``transformers`` builds them (a ``PreTrainedModel`` with an LM head, ``*ForCausalLM``), also wrapped
+by PEFT. It is read by duck typing: called as ``model(input_ids=..., attention_mask=...,
+position_ids=...)`` for ``.logits`` [B, L, V], with a ``config`` and the ``get_output_embeddings``,
+``get_input_embeddings`` and ``get_decoder`` of a ``PreTrainedModel``. ``Any`` to a type checker:
+PEFT's wrappers are no ``PreTrainedModel`` (they forward attributes at run time), and
+``torch.nn.Module`` declares none of these."""
 
 # Config fields that transform the logits after (or the hidden state before) the output head in
 # transformers' causal LMs. A model with any of them set never takes the fast path, whatever the
@@ -42,7 +56,7 @@ POST_HEAD_FIELDS = (
 _VERDICTS: weakref.WeakKeyDictionary[Any, tuple[tuple, bool]] = weakref.WeakKeyDictionary()
 
 
-def vocab_size(model) -> int:
+def vocab_size(model: CausalLM) -> int:
     """Rows of the model's output head (the vocabulary it scores); ``config.vocab_size`` if the
     head is not a weight matrix."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -51,7 +65,7 @@ def vocab_size(model) -> int:
         return int(weight.shape[0])
     config = getattr(model, "config", None)
     size = getattr(config, "vocab_size", None)
-    if size is None and hasattr(config, "get_text_config"):
+    if size is None and config is not None and hasattr(config, "get_text_config"):
         size = getattr(config.get_text_config(), "vocab_size", None)
     if size is None:
         raise ValueError(
@@ -61,7 +75,7 @@ def vocab_size(model) -> int:
     return int(size)
 
 
-def context_length(model) -> int | None:
+def context_length(model: CausalLM) -> int | None:
     """The longest sequence the model's positions cover (None if the config states no limit)."""
     configs = [model.config]
     if hasattr(model.config, "get_text_config"):
@@ -74,18 +88,24 @@ def context_length(model) -> int | None:
     return None
 
 
-def input_device(model) -> torch.device:
+def input_device(model: CausalLM) -> torch.device:
     """Where the model wants its token ids: the device of its input embeddings."""
     return model.get_input_embeddings().weight.device
 
 
-def out_dtype(model) -> torch.dtype:
+def out_dtype(model: CausalLM) -> torch.dtype:
     """float64 for float64 models, float32 for every other precision."""
     dtype = next(model.parameters()).dtype
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def check_batch(model, input_ids, attention_mask, *, min_tokens: int = 2) -> tuple[Tensor, Tensor]:
+def check_batch(
+    model: CausalLM,
+    input_ids: TensorLike,
+    attention_mask: TensorLike | None,
+    *,
+    min_tokens: int = 2,
+) -> tuple[Tensor, Tensor]:
     """Check a batch before any model call; return (ids, mask) on the model's input device.
 
     Raises:
@@ -136,7 +156,7 @@ def check_batch(model, input_ids, attention_mask, *, min_tokens: int = 2) -> tup
 
 
 @contextlib.contextmanager
-def scoring_mode(model) -> Iterator[None]:
+def scoring_mode(model: CausalLM) -> Iterator[None]:
     """Evaluate in eval mode (no dropout: two identical calls give identical numbers) and give
     every submodule its own train/eval flag back afterwards, as the caller had it."""
     modes = [(m, m.training) for m in model.modules()]
@@ -148,7 +168,7 @@ def scoring_mode(model) -> Iterator[None]:
             m.training = training
 
 
-def _parts(model):
+def _parts(model: CausalLM) -> tuple[Any, Any] | None:
     """(body, head) of the model, or None when it has no separate body and head."""
     try:
         head = model.get_output_embeddings()
@@ -177,7 +197,7 @@ def _kwargs(input_ids: Tensor, attention_mask: Tensor) -> dict[str, Tensor]:
     return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
 
 
-def logits_of(model, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+def logits_of(model: CausalLM, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
     """``model(...).logits`` [B, L, V], checked to be a causal LM's output."""
     out = model(**_kwargs(input_ids, attention_mask), **_no_cache(model))
     logits = getattr(out, "logits", None)
@@ -205,7 +225,7 @@ def _probe_key(model) -> tuple:
     return (p.dtype, p.device, id(head), vocab_size(model))
 
 
-def fast_path(model) -> bool:
+def fast_path(model: CausalLM) -> bool:
     """Whether ``head(body(x))`` is this model's ``model(x).logits``, bit for bit (see the module
     docstring). Decided once per model instance (and again after a change of dtype, device or
     head), in eval mode, on a 2 × 6 probe batch with one left-padded row."""
@@ -242,18 +262,22 @@ def _probe(model) -> bool:
     return torch.equal(got.to(want.device, torch.float64)[real], want.to(torch.float64)[real])
 
 
-def hidden_or_logits(model, input_ids: Tensor, attention_mask: Tensor):
+def hidden_or_logits(
+    model: CausalLM, input_ids: Tensor, attention_mask: Tensor
+) -> tuple[Tensor, Callable[[Tensor], Tensor] | None]:
     """(hidden states, head) on the fast path, else (logits, None); [B, L, ·]. No grad; call
     inside :func:`scoring_mode`."""
     with torch.no_grad():
         if fast_path(model):
-            body, head = _parts(model)
+            parts = _parts(model)
+            assert parts is not None  # fast_path found them
+            body, head = parts
             hidden = body(**_kwargs(input_ids, attention_mask), use_cache=False).last_hidden_state
             return hidden, head
         return logits_of(model, input_ids, attention_mask), None
 
 
-def same_vocabulary(model, ref_model) -> None:
+def same_vocabulary(model: CausalLM, ref_model: CausalLM) -> None:
     """Raise unless the two models score the same vocabulary."""
     if vocab_size(model) != vocab_size(ref_model):
         raise ValueError(
@@ -272,8 +296,8 @@ def tiny_gpt2(
     layers: int = 2,
     heads: int = 2,
     dtype: torch.dtype = torch.float32,
-    **config,
-):
+    **config: Any,
+) -> GPT2LMHeadModel:
     """A small GPT-2 with random weights, built from a config: nothing is downloaded.
 
     ``transformers.GPT2LMHeadModel`` of a ``GPT2Config`` with ``vocab_size``, ``n_positions =
@@ -303,4 +327,5 @@ def tiny_gpt2(
         torch.random.set_rng_state(g.get_state())
         model = GPT2LMHeadModel(cfg)
         g.set_state(torch.random.get_rng_state())
-    return model.to(dtype).eval()
+    # transformers wraps `to` with functools.wraps(nn.Module.to), which hides its `self`
+    return model.to(dtype).eval()  # pyright: ignore[reportArgumentType]

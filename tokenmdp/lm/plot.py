@@ -4,12 +4,21 @@ reward. Needs matplotlib."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure, SubFigure
 
-def plot_credit(rows: Sequence[tuple[Sequence[str], Any]], *, titles=None, ax=None):
+
+def plot_credit(
+    rows: Sequence[tuple[Sequence[str], Any]],
+    *,
+    titles: Sequence[str] | None = None,
+    ax: Axes | None = None,
+) -> Figure | SubFigure:
     """Tokens coloured by their implicit reward (Rafailov et al. 2024, Fig. 1).
 
     Args:

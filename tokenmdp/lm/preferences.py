@@ -4,18 +4,27 @@ sequence log-ratios and the DPO/IPO losses on them (equal to TRL's, see the test
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from toybandit import losses
 
-from .model import vocab_size
+from .model import CausalLM, vocab_size
 from .scoring import implicit_token_rewards
+
+if TYPE_CHECKING:
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 Tensor = torch.Tensor
 
-def preference_batch(tokenizer, rows, *, add_eos: bool = True) -> dict[str, Tensor]:
+
+def preference_batch(
+    tokenizer: PreTrainedTokenizerBase,
+    rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+    *,
+    add_eos: bool = True,
+) -> dict[str, Tensor]:
     """Tokenise preference rows as TRL's ``DPOTrainer`` does, into one right-padded batch.
 
     Rows are ``{"prompt", "chosen", "rejected"}`` strings (a list of dicts or a dict of lists), or
@@ -56,7 +65,7 @@ def preference_batch(tokenizer, rows, *, add_eos: bool = True) -> dict[str, Tens
             sequences[k].append((prompt, pair[k]))
     pairs = sequences["chosen"] + sequences["rejected"]
     width = max(len(p) + len(c) for p, c in pairs)
-    ids = torch.full((len(pairs), width), pad, dtype=torch.long)
+    ids = torch.full((len(pairs), width), cast(int, pad), dtype=torch.long)  # a token id
     attention = torch.zeros_like(ids)
     completion = torch.zeros_like(ids)
     for i, (p, c) in enumerate(pairs):
@@ -74,7 +83,9 @@ PREFERENCE_LOSSES = ("dpo", "ipo", "ipo_mean")
 eq. (12)); ``ipo_mean``: TRL's "ipo", log-ratios averaged over completion tokens."""
 
 
-def completion_logratios(model, ref_model, batch: Mapping[str, Tensor]) -> Tensor:
+def completion_logratios(
+    model: CausalLM, ref_model: CausalLM, batch: Mapping[str, Tensor]
+) -> Tensor:
     """log π(y|x)/π_ref(y|x) summed over the completion tokens of each row, [2B] (the text version
     of :func:`tokenmdp.sequence_logratios`; Rafailov et al. 2024, eq. (9))."""
     return implicit_token_rewards(
@@ -88,15 +99,15 @@ def completion_logratios(model, ref_model, batch: Mapping[str, Tensor]) -> Tenso
 
 
 def preference_loss(
-    model,
-    ref_model,
+    model: CausalLM,
+    ref_model: CausalLM,
     batch: Mapping[str, Tensor],
     loss: str = "dpo",
     *,
     beta: float | None = None,
     tau: float | None = None,
     label_smoothing: float = 0.0,
-    tokenizer=None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> Tensor:
     """Per-pair DPO/IPO loss of a :func:`preference_batch`, through :mod:`toybandit.losses`.
 
@@ -128,7 +139,9 @@ def preference_loss(
     logratio = completion_logratios(model, ref_model, batch)
     chosen, rejected = logratio.chunk(2)
     if loss == "dpo":
+        assert beta is not None  # checked above
         return losses.dpo(chosen, rejected, beta, label_smoothing)
+    assert tau is not None
     if loss == "ipo":
         return losses.ipo(chosen, rejected, tau)
     lengths = torch.as_tensor(batch["completion_mask"]).sum(-1).to(logratio)

@@ -32,8 +32,10 @@ from typing import NamedTuple
 import torch
 
 from toybandit import validation as v
+from toybandit.validation import TensorLike
 
 from .model import (
+    CausalLM,
     check_batch,
     hidden_or_logits,
     out_dtype,
@@ -125,7 +127,7 @@ def _tiled(head, hidden: Tensor, targets: Tensor, chosen: Tensor, lse: Tensor, d
         chosen[rows], lse[rows] = picked, total
 
 
-def next_logprobs(model, states: Tensor) -> Tensor:
+def next_logprobs(model: CausalLM, states: Tensor) -> Tensor:
     """log p(· | state) over the whole vocabulary for each row of ``states`` [P, L] (no padding),
     in the model's output dtype; [P, V]."""
     states = torch.as_tensor(states)
@@ -137,7 +139,9 @@ def next_logprobs(model, states: Tensor) -> Tensor:
     return torch.log_softmax(logits, -1)
 
 
-def token_logprobs(model, input_ids, attention_mask=None) -> Tensor:
+def token_logprobs(
+    model: CausalLM, input_ids: TensorLike, attention_mask: TensorLike | None = None
+) -> Tensor:
     """log π(a_t | s_t) for every token after the first: entry t = log p(x_{t+1} | x_{≤t}).
 
     Computed as the chosen logit minus a per-position logsumexp over the vocabulary (log-softmax,
@@ -178,7 +182,12 @@ def _completion(completion_mask, like: Tensor) -> Tensor:
 
 
 def implicit_token_rewards(
-    model, ref_model, input_ids, attention_mask, completion_mask, beta: float
+    model: CausalLM,
+    ref_model: CausalLM,
+    input_ids: TensorLike,
+    attention_mask: TensorLike | None,
+    completion_mask: TensorLike,
+    beta: float,
 ) -> Tensor:
     """β (log π(a_t|s_t) − log π_ref(a_t|s_t)) on completion tokens, 0 elsewhere, [B, L − 1].
 
@@ -187,11 +196,11 @@ def implicit_token_rewards(
     :func:`tokenmdp.implicit_rewards` (which takes a tree).
     """
     same_vocabulary(model, ref_model)
-    beta = v.positive(beta, "beta")
+    b = v.positive(beta, "beta")
     lp = token_logprobs(model, input_ids, attention_mask)
     lp_ref = token_logprobs(ref_model, input_ids, attention_mask).to(lp.device)
     mask = _completion(completion_mask, lp)
-    return torch.where(mask, beta * (lp - lp_ref), 0.0)
+    return torch.where(mask, b * (lp - lp_ref), 0.0)
 
 
 class QView(NamedTuple):
@@ -203,20 +212,22 @@ class QView(NamedTuple):
     v: Tensor
 
 
-def q_values(model, input_ids, attention_mask, beta: float) -> QView:
+def q_values(
+    model: CausalLM, input_ids: TensorLike, attention_mask: TensorLike | None, beta: float
+) -> QView:
     """Q and V of the model read as Q* = β · logits (Rafailov et al. 2024, eqs. (5)–(6)); see
     :class:`QView`. Entries that are not predictions are 0, as in :func:`token_logprobs`."""
-    beta = v.positive(beta, "beta")
+    b = v.positive(beta, "beta")
     chosen, lse = _scores(model, input_ids, attention_mask)
-    return QView(beta * chosen, beta * lse)
+    return QView(b * chosen, b * lse)
 
 
 def implied_rewards(
-    model,
-    ref_model,
-    input_ids,
-    attention_mask,
-    completion_mask,
+    model: CausalLM,
+    ref_model: CausalLM,
+    input_ids: TensorLike,
+    attention_mask: TensorLike | None,
+    completion_mask: TensorLike,
     beta: float,
     *,
     eos_token_id: int | None = None,
@@ -233,7 +244,7 @@ def implied_rewards(
         [B, L − 1], 0 outside the completion.
     """
     same_vocabulary(model, ref_model)
-    beta = v.positive(beta, "beta")
+    b = v.positive(beta, "beta")
     view = q_values(model, input_ids, attention_mask, beta)
     lp_ref = token_logprobs(ref_model, input_ids, attention_mask).to(view.q.device)
     mask = _completion(completion_mask, view.q)
@@ -243,5 +254,5 @@ def implied_rewards(
     if eos_token_id is not None:
         taken = torch.as_tensor(input_ids)[:, 1:].to(mask.device)
         live &= taken != eos_token_id
-    reward = view.q - beta * lp_ref - torch.where(live, v_next, 0.0)
+    reward = view.q - b * lp_ref - torch.where(live, v_next, 0.0)
     return torch.where(mask, reward, 0.0)

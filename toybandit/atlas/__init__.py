@@ -36,8 +36,9 @@ objective) and KTO's reference point is a batch estimate of KL(π‖π_ref) held
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
@@ -46,6 +47,9 @@ from ..data import PreferencePairs, population_pairs
 from ..minimise import minimise_loss
 from ..optimal import kl_divergence, optimal_policy
 from ..preferences import bradley_terry, from_upper_triangle, maximal_lottery, psi_optimal_policy
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 Tensor = torch.Tensor
 F64 = torch.float64
@@ -326,6 +330,7 @@ class _Targets(NamedTuple):
 
 def _targets(world: World, beta: float) -> _Targets:
     pairs = population_pairs(world.pref, world.mu)
+    assert pairs.weights is not None  # population pairs always carry their weights
     w = pairs.weights / pairs.weights.sum()
     return _Targets(
         pairs,
@@ -357,10 +362,11 @@ def entry(loss: Loss, world: World, beta: float, *, targets: _Targets | None = N
         length = (pi * world.lengths).sum().item()
     elif not res.finite:
         gone = res.vanishing
-        drift = tuple(
+        chosen_drift, rejected_drift = (
             -math.inf if (w * gone[idx].to(F64)).sum() > 0 else nan
             for idx in (pairs.chosen, pairs.rejected)
         )
+        drift = (chosen_drift, rejected_drift)
         kls, length = (nan, nan, nan), nan
     else:  # not certified: no number to report
         drift, kls, length = (nan, nan), (nan, nan, nan), nan
@@ -549,7 +555,7 @@ _FIELDS = (
 )  # fmt: skip
 
 
-def write_csv(entries: Sequence[Entry], path) -> None:
+def write_csv(entries: Sequence[Entry], path: str | os.PathLike[str]) -> None:
     """One row per entry; floats with 17 significant digits, the policy as ``p0;p1;...``."""
     import csv
 
@@ -581,7 +587,7 @@ def _target(e: Entry) -> float:
     return e.kl_to_optimum
 
 
-def figure(entries: Sequence[Entry], sweep: Sequence[Entry] | None = None):
+def figure(entries: Sequence[Entry], sweep: Sequence[Entry] | None = None) -> Figure:
     """The atlas's figure: a heat map of each loss's distance to each world's target (log scale,
     ∅ for no finite minimiser), and, given ``sweep`` (the bradley_terry world over β), KL(π̂‖π*)
     against β per loss. Returns the matplotlib figure."""
