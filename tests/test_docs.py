@@ -280,6 +280,7 @@ def _timed_blocks() -> tuple[str, ...]:
             "lm_expand",
             "lab_results",
             "timings",
+            "tolerance_sweep",
         )
         names = [importlib.import_module(m).NAME for m in scripts]
         names.append(importlib.import_module("timings").SUMMARY)
