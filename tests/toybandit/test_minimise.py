@@ -728,3 +728,29 @@ def test_scipy_reference_itself_detects_a_wrong_answer():
     got = M.minimise_loss(torch_loss, pairs, ref).policy.numpy()
     assert np.abs(got - want).max() < 1e-8
     assert np.abs(got + np.array([1e-6, -1e-6, 0, 0, 0]) - want).max() > 1e-8
+
+
+def test_a_loss_underflowing_in_every_pair_is_told_from_a_flat_minimum():
+    """ℓ = exp(−exp(50 h)) on one pair: Newton stops where every pair's gradient is exactly 0,
+    which is an underflow (the slopes pass through the subnormals), not a flat set of minimisers:
+    L falls on as π(y₁) → 0 (the bisection of ``_underflowed`` decides)."""
+    pairs = tb.PreferencePairs(torch.tensor([0]), torch.tensor([1]), None, None)
+    ref = torch.tensor([0.5, 0.5], dtype=F64)
+
+    def loss(c, r):
+        return torch.exp(-torch.exp((50 * (c - r)).clamp(max=700)))
+
+    got = minimise_loss(loss, pairs, ref)
+    assert not got.finite and got.converged, got.verdict
+    assert got.vanishing.tolist() == [False, True]
+
+
+def test_cutting_planes_refuse_a_minimiser_beyond_their_box():
+    """relu(1 − h/100) is minimised only at h ≥ 100, beyond the 30-nat box: the planes reach the
+    box with a gap of 0 there, and must return None, not a "kink" at the box's edge."""
+    support = torch.ones(1, 2, dtype=torch.bool)
+
+    def objective(x):
+        return torch.relu(1 - 0.01 * (x[0] - x[1]))
+
+    assert _cutting_planes(objective, torch.zeros(1, 2, dtype=F64), support) is None
