@@ -249,6 +249,11 @@ def _checked_lengths(lengths, ref2: Tensor) -> Tensor:
     return lens
 
 
+def _noise(terms: Tensor) -> float:
+    """The rounding error of L = Σ_k terms_k."""
+    return 16 * _EPS * terms.abs().sum().item()
+
+
 class _Objective:
     """L(θ) = Σ_k w_k ℓ_k(θ) of one problem (called on flat θ), and what the minimiser reads
     off it: the pairs' losses, changes of L pair by pair, and forward-mode slopes."""
@@ -259,7 +264,7 @@ class _Objective:
 
     def per_pair(self, theta: Tensor) -> Tensor:
         p = self.p
-        log_pi = torch.log_softmax(torch.where(p.support, theta, self.neg_inf), dim=-1)
+        log_pi = self.log_pi(theta)
         if p.pair_inputs is not None:
             return p.loss(*p.pair_inputs(log_pi), *p.extra)
         x = log_pi - p.log_ref if p.on == "logratios" else log_pi
@@ -284,7 +289,7 @@ class _Objective:
     def noise(self, theta: Tensor) -> float:
         """The rounding error of L at θ."""
         with torch.no_grad():
-            return 16 * _EPS * (self.p.weights * self.per_pair(theta)).abs().sum().item()
+            return _noise(self.p.weights * self.per_pair(theta))
 
     def invisible(self, old: Tensor, new: Tensor) -> bool:
         """The change of L is below its rounding error: what an underflow leaves to slopes."""
@@ -341,7 +346,8 @@ def _newton_iteration(f: _Objective, run: _Run, tolerance: float) -> bool:
     support, theta = f.p.support, run.theta
     grad, hess = _derivatives(f, theta)
     with torch.no_grad():
-        scale = max(1.0, (f.p.weights * f.per_pair(theta)).sum().abs().item())
+        terms = f.p.weights * f.per_pair(theta)
+    scale = max(1.0, terms.sum().abs().item())
     # off the gauge: a constant per prompt moves nothing, but would count against the cap
     step = _off_gauge(_newton_step(grad, hess, support), support)
     newton = (grad * step).sum().item() < 0
@@ -363,7 +369,7 @@ def _newton_iteration(f: _Objective, run: _Run, tolerance: float) -> bool:
         return True
     if not newton:
         step = _off_gauge(-grad, support)
-    t = _step_length(f, theta, step, grad, newton)
+    t = _step_length(f, theta, step, grad, newton, _noise(terms))
     if t is None:  # no descent along the step: a kink, or rounding
         run.stalled = True
         return True
@@ -379,7 +385,7 @@ def _newton_iteration(f: _Objective, run: _Run, tolerance: float) -> bool:
 
 
 def _step_length(
-    f: _Objective, theta: Tensor, step: Tensor, grad: Tensor, newton: bool
+    f: _Objective, theta: Tensor, step: Tensor, grad: Tensor, newton: bool, noise: float
 ) -> float | None:
     """Armijo's backtracking from the longest step the cap allows; None if none descends.
 
@@ -387,7 +393,7 @@ def _step_length(
     step is trusted (local quadratic convergence), as it must be to reach 1e-12 in π."""
     slope = (grad * step).sum().item()
     t = min(1.0, _MAX_STEP / step.abs().max().clamp_min(1e-300).item())
-    if newton and -slope <= f.noise(theta):
+    if newton and -slope <= noise:
         return t
     while f.decrease(theta, theta + t * step) > 1e-4 * t * slope and t > 1e-12:
         t /= 2
@@ -502,8 +508,8 @@ def _underflow_result(f: _Objective, run: _Run, policy: Tensor, value: float) ->
     # and slower ones whose own slope (moving them alone further down) is not positive; one that
     # settled on the remaining face (a few nats against the tens the escaping ones travelled)
     # wants to go back up, and one balanced by its pairs to rounding only looks as if it fell
-    total, terms = _balance(f.per_pair, f.p.weights, theta)
-    balanced = (terms > 0) & (total <= 1e-6 * terms)
+    balanced, felt = _balance(f.per_pair, f.p.weights, theta)
+    balanced = balanced & felt
     slow = (rates < -1e-6) & _falls_alone(f.slope_along, theta, support) & ~balanced
     vanishing = (rates <= -0.1) | slow
     verdict = (
@@ -720,24 +726,25 @@ def _cancels(
     """At a stationary point the pairs' gradients cancel in every logit (:func:`_balance`). None
     when every pair is exactly flat (a piecewise-linear loss past every kink, or a loss
     underflowed to its asymptote: :func:`_underflowed` tells them apart)."""
-    total, terms = _balance(per_pair, weights, theta)
-    if terms.sum().item() == 0.0:
+    balanced, felt = _balance(per_pair, weights, theta, ratio)
+    if not felt.any():
         return None
-    return bool((total <= ratio * terms).all())
+    return bool(balanced.all())
 
 
 def _balance(
-    per_pair: Callable[[Tensor], Tensor], weights: Tensor, theta: Tensor
+    per_pair: Callable[[Tensor], Tensor], weights: Tensor, theta: Tensor, ratio: float = 1e-6
 ) -> tuple[Tensor, Tensor]:
-    """|Σ_k w_k ∂ℓ_k/∂θ_y| and Σ_k w_k |∂ℓ_k/∂θ_y| per logit, shaped like θ: at a minimiser
-    reached to 1e-12 in π the first is ~1e-12 of the second in every logit. Per logit, not in
+    """Per logit, shaped like θ: whether |Σ_k w_k ∂ℓ_k/∂θ_y| ≤ ratio · Σ_k w_k |∂ℓ_k/∂θ_y| (at a
+    minimiser reached to 1e-12 in π the left side is ~1e-12 of the right in every logit), and
+    whether any pair has a slope there at all. Per logit, not in
     norm: a response deep in a tail whose own pairs have underflowed still feels the others
     through the normalisation, a slope of π_y·O(1) ≈ 1e-38 that no norm over all logits can
     see (apo_zero at β = 20, βq ≈ −1000)."""
     jac = torch.autograd.functional.jacobian(per_pair, theta.detach()).reshape(weights.numel(), -1)
     total = (weights @ jac).abs().reshape(theta.shape)
     terms = (weights.unsqueeze(-1) * jac.abs()).sum(0).reshape(theta.shape)
-    return total, terms
+    return total <= ratio * terms, terms > 0
 
 
 def _underflowed(per_pair: Callable[[Tensor], Tensor], start: Tensor, end: Tensor) -> bool:
