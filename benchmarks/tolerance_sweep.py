@@ -71,7 +71,7 @@ def rows_from(runs: list[dict]) -> list[tuple[str, ...]]:
     return out
 
 
-def summary(rows: list[tuple[str, ...]], setting: Namespace) -> str:
+def summary(rows: list[tuple[str, ...]]) -> str:
     """The sentence under the table."""
     total = len(swept())
     low = min(rows, key=lambda r: float(r[1]) / max(float(r[2]), 1e-300))
@@ -89,7 +89,7 @@ def markdown(rows: list[tuple[str, ...]], machine, setting: Namespace) -> str:
     )
     return "\n".join(
         [_report.setting_line(COMMAND, machine, detail, kind="result"), "",
-         *_report.table(HEADER, rows, ALIGN), "", summary(rows, setting)]
+         *_report.table(HEADER, rows, ALIGN), "", summary(rows)]
     )  # fmt: skip
 
 

@@ -21,3 +21,15 @@ def close(a, b, tol=1e-9):
     assert torch.equal(a == -math.inf, b == -math.inf)
     fin = torch.isfinite(a)
     assert torch.allclose(a[fin], b[fin], rtol=tol, atol=tol), (a[fin] - b[fin]).abs().max()
+
+
+# The scripts of benchmarks/ that write a block of the docs (each has NAME, PAGE and COMMAND).
+DOCS_SCRIPTS = (
+    "toybandit_fit",
+    "tree_solve",
+    "lm_logprobs",
+    "lm_expand",
+    "lab_results",
+    "timings",
+    "tolerance_sweep",
+)

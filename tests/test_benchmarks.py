@@ -15,17 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import DOCS_SCRIPTS
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-SCRIPTS = (
-    "toybandit_fit",
-    "tree_solve",
-    "lm_logprobs",
-    "lm_expand",
-    "lab_results",
-    "timings",
-    "tolerance_sweep",
-)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -80,7 +73,7 @@ def _rebuild(name: str, mod, rows, machine, body: str) -> str:
     raise AssertionError(name)
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize("name", DOCS_SCRIPTS)
 def test_each_docs_table_has_the_shape_its_script_writes(name):
     mod = importlib.import_module(name)
     report = _report()

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import DOCS_SCRIPTS
+
 ROOT = Path(__file__).resolve().parents[1]
 API_PAGES = {  # module -> its page in the built site
     "toybandit": "api/toybandit",
@@ -273,16 +275,7 @@ def _timed_blocks() -> tuple[str, ...]:
     """Names of the blocks the benchmark scripts write (each under its setting line)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        scripts = (
-            "toybandit_fit",
-            "tree_solve",
-            "lm_logprobs",
-            "lm_expand",
-            "lab_results",
-            "timings",
-            "tolerance_sweep",
-        )
-        names = [importlib.import_module(m).NAME for m in scripts]
+        names = [importlib.import_module(m).NAME for m in DOCS_SCRIPTS]
         names.append(importlib.import_module("timings").SUMMARY)
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
