@@ -36,7 +36,10 @@ unbounded saddle-free step of a bounded loss would land on a saturated plateau, 
 A loss whose tail is faster than exponential (f-DPO's forward KL: e^{−βe^{s}}) stalls Newton with
 a gradient below the rounding of L; there every pair's gradient still points the same way (no
 cancellation, unlike any stationary point), and if L keeps falling on, the verdict is "no finite
-minimiser" as well (``loss_rate`` NaN).
+minimiser" as well (``loss_rate`` NaN). Before an escape is reported, the responses it names
+must make L fall (forward-mode slopes, out to 1024 nats) when they go down together; a response
+that rose from π_ref less than another and settled with it only looks as if it fell, and a
+saturated loss (apo_zero at β ≥ 40) can stop on such a way: then nothing is certified.
 """
 
 from __future__ import annotations
@@ -81,7 +84,8 @@ class LossMinimum(NamedTuple):
         value: L at ``policy``.
         finite: a finite minimiser exists (to the detection described in the module doc).
         converged: ``finite`` and the Newton step fell below ``tolerance`` (a certified stationary
-            point), or not ``finite`` and the escape was confirmed along its ray.
+            point), or not ``finite`` and the escape was confirmed along its ray; False: nothing
+            is certified (the verdict says why), and ``vanishing`` is all False.
         iterations: Newton iterations taken.
         vanishing: bool, shape of ``ref``: responses whose probability goes to 0 on the escape.
         rates: d log π(y)/ds along the escape ray, ≤ 0, the fastest −1 (zeros if ``finite``);
@@ -512,6 +516,8 @@ def _underflow_result(f: _Objective, run: _Run, policy: Tensor, value: float) ->
     balanced = balanced & felt
     slow = (rates < -1e-6) & _falls_alone(f.slope_along, theta, support) & ~balanced
     vanishing = (rates <= -0.1) | slow
+    if not _block_falls(f, theta, vanishing):
+        return _not_an_escape(f, run, policy, value, vanishing)
     verdict = (
         f"no finite minimiser: L keeps falling as log π → −∞ for {_names(vanishing, f.p.single)}, "
         "by amounts below float64's resolution of L (the pairs' gradients do not cancel; the "
@@ -534,6 +540,8 @@ def _escape_result(f: _Objective, run: _Run, policy: Tensor, value: float) -> Lo
         below = travelled < stays.max(dim=-1, keepdim=True).values
         vanishing = torch.where(stuck, below, vanishing)
         rates = torch.where(stuck & below & ~(rates < -1e-6), -1.0, rates)
+    if not _block_falls(f, theta, vanishing):
+        return _not_an_escape(f, run, policy, value, vanishing)
     tail = (
         f"L − inf L ∝ e^(−{loss_rate:.4g} s)"
         if loss_rate > 0
@@ -546,6 +554,36 @@ def _escape_result(f: _Objective, run: _Run, policy: Tensor, value: float) -> Lo
         f"{_names(vanishing, f.p.single)}; {tail} while the fastest log π falls like −s"
     )
     return LossMinimum(policy, value, False, True, run.it, vanishing, rates, loss_rate, verdict)
+
+
+def _block_falls(f: _Objective, theta: Tensor, vanishing: Tensor) -> bool:
+    """dL/ds ≤ 0 (forward mode) at θ and 2^k nats on (k ≤ 10) when the logits of the
+    vanishing responses all move down together: what their going to 0 needs, whatever the rates
+    inside the set (its margins stay as they are). A response that settled on the face with the
+    stayers fails it: apo_zero at β = 40 ends saturated, and the way travelled from π_ref takes a
+    net-chosen response that rose less than another for one going down, though moving it down
+    costs its weight. (Slopes, not changes of L: 2^k nats on, rounding moves the margins inside
+    the set by ~2^k·1e-16.)"""
+    down = -vanishing.to(theta.dtype)
+    for k, t in enumerate((0.0, *(2.0**j for j in range(11)))):
+        try:
+            if f.slope_along(theta + t * down, down) > 0:
+                return False
+        except ValueError:  # NaN far out: a loss undefined there ends the probes
+            return k > 2
+    return True
+
+
+def _not_an_escape(
+    f: _Objective, run: _Run, policy: Tensor, value: float, vanishing: Tensor
+) -> LossMinimum:
+    zeros = torch.zeros_like(policy)
+    verdict = (
+        f"not certified: stopped after {run.it} steps where the loss is saturated (its slopes "
+        f"below rounding), on a way that would send {_names(vanishing, f.p.single)} to 0, but L "
+        "rises when they go to 0 together: neither a minimiser nor an escape was found"
+    )
+    return LossMinimum(policy, value, False, False, run.it, zeros.bool(), zeros, math.nan, verdict)
 
 
 def _names(vanishing: Tensor, single: bool) -> list:

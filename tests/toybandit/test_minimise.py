@@ -513,6 +513,40 @@ def test_a_response_underflowed_in_its_own_pairs_still_falls():
     assert got.vanishing.tolist() == [x > 1e-12 for x in net] == [False, False, True, True]
 
 
+def _apo_zero_bradley_terry(beta: float):
+    pairs = tb.population_pairs(
+        tb.bradley_terry(torch.tensor([1.0, 0.3, -0.5, 0.0], dtype=F64)),
+        torch.full((4,), 0.25, dtype=F64),
+    )
+    ref = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
+    return functools.partial(losses.apo_zero, beta=beta), pairs, ref
+
+
+@pytest.mark.parametrize("beta", [40.0, 50.0, 100.0])
+def test_a_response_that_settled_with_the_stayers_is_not_named(beta):
+    """APO-zero at β ≥ 40 on the world above: every pair is saturated where Newton stops, and the
+    way travelled from π_ref has y₀ rising faster than y₁ (π = 0.38, 0.42 against π_ref = 0.1,
+    0.2 at β = 40), so y₁ looked as if it fell and was named with y₂, y₃ ("L keeps falling for
+    [1, 2, 3]", and [0, 2, 3] at β = 100). Sending y₁ to 0 costs its net weight as chosen. The
+    verdict must name the net-rejected set [2, 3] or certify nothing; the test of the set going
+    down together (``_block_falls``) refuses it, and without that test the wrong set returns."""
+    got = minimise_loss(*_apo_zero_bradley_terry(beta))
+    assert got.vanishing.tolist() in ([False, False, True, True], [False] * 4), got.verdict
+    assert got.converged == got.vanishing.any().item(), got.verdict
+    assert got.converged or got.verdict.startswith("not certified"), got.verdict
+
+
+@pytest.mark.parametrize(
+    ("beta", "named"), [(40.0, [False, True, True, True]), (100.0, [True, False, True, True])]
+)  # the underflow verdict and the escape verdict
+def test_without_the_block_test_a_settled_response_is_named(monkeypatch, beta, named):
+    import toybandit.minimise as m
+
+    monkeypatch.setattr(m, "_block_falls", lambda *a: True)
+    got = minimise_loss(*_apo_zero_bradley_terry(beta))
+    assert got.converged and got.vanishing.tolist() == named, got.verdict
+
+
 @pytest.mark.parametrize("name", ["hinge 2/78", "hinge 1/69"])
 def test_a_linear_piece_ending_far_out_is_followed_to_its_end(name):
     """Hinge on a total order: L attains Σ μ(y)², the ties, once every margin is met (the
