@@ -83,14 +83,21 @@ def test_chunking_does_not_change_values(monkeypatch):
     )  # matmul blocking
 
 
+@pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("tile", [16, 13, VOCAB - 1])
-def test_vocabulary_tiles_do_not_change_values(monkeypatch, tile):
-    """A plain linear head in blocks of positions × vocabulary tiles (the last one partial), each
-    tile's logsumexp folded in with logaddexp: the same numbers as the whole log-softmax."""
+def test_vocabulary_tiles_do_not_change_values(monkeypatch, tile, bias):
+    """A plain linear head (with a bias too: addmm) in blocks of positions × vocabulary tiles
+    (the last of each partial), the tiles' logsumexps combined per position: the same numbers as
+    the whole log-softmax."""
     model = llama()
+    if bias:
+        head = torch.nn.Linear(16, VOCAB, bias=True, dtype=F64)
+        with torch.no_grad():
+            head.bias.copy_(torch.linspace(-3, 3, VOCAB, dtype=F64))
+        model.lm_head = head
     x = ids(batch=4, length=12)
     monkeypatch.setattr(lm.scoring, "TILE_VOCAB", tile)
-    monkeypatch.setattr(lm.scoring, "CHUNK_LOGITS", 5 * tile)  # five positions per block
+    monkeypatch.setattr(lm.scoring, "TILE_ROWS", 5)  # five positions per block, the last partial
     view = lm.q_values(model, x, None, 1.0)
     with torch.no_grad():
         logits = model(x).logits[:, :-1]

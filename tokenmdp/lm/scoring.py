@@ -26,7 +26,6 @@ bf16 rounding (~1e-3).
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -49,9 +48,12 @@ Tensor = torch.Tensor
 # Logits per chunk of the output head: 2^22 (16 MB in float32) at a time. Smaller chunks cost more
 # head matmuls; this size keeps them large enough to run at full speed (benchmarks/lm_logprobs.py).
 CHUNK_LOGITS = 2**22
-# Vocabulary tile of a plain linear head: 8192 rows of the weight (4 MB at width 128) are read once
-# per block of CHUNK_LOGITS / TILE_VOCAB positions.
-TILE_VOCAB = 8192
+# A plain linear head goes in blocks of TILE_ROWS positions × TILE_VOCAB rows of its weight: one
+# 4 MB float32 block of logits, written into the same buffer every time, stays in the CPU's cache
+# through its matmul, gather and logsumexp, and no block is allocated afresh (larger blocks made
+# the head's time half as large again on the 2-core machine of benchmarks/lm_logprobs.py).
+TILE_ROWS = 1024
+TILE_VOCAB = 1024
 
 
 def _logsumexp_(logits: Tensor) -> Tensor:
@@ -104,27 +106,36 @@ def _scores(model, input_ids, attention_mask) -> tuple[Tensor, Tensor]:
 
 def _tiled(head, hidden: Tensor, targets: Tensor, chosen: Tensor, lse: Tensor, dtype) -> None:
     """Chosen logit and logsumexp of ``head(hidden)`` for a plain ``nn.Linear`` head, in blocks of
-    positions × tiles of the vocabulary: each tile's logsumexp is folded in with logaddexp, so a
-    block of positions reads each tile of the head's weight once (row chunks alone would stream the
-    whole [V, H] weight once per 2^22 / V positions: most of the time at V = 128k)."""
-    n_vocab = head.weight.shape[0]
-    rows_per_block = max(1, CHUNK_LOGITS // TILE_VOCAB)
-    bias = head.bias
-    for start in range(0, hidden.shape[0], rows_per_block):
-        rows = slice(start, start + rows_per_block)
+    ``TILE_ROWS`` positions × ``TILE_VOCAB`` rows of the weight: each block's logits are written
+    into one reused buffer, the chosen logit gathered from the block that holds it, and the
+    blocks' logsumexps combined per position (one logsumexp over the tiles)."""
+    weight, bias = head.weight, head.bias
+    n_vocab = weight.shape[0]
+    tiles = range(0, n_vocab, TILE_VOCAB)
+    rows_per = min(TILE_ROWS, hidden.shape[0])
+    block = torch.empty(
+        rows_per, min(TILE_VOCAB, n_vocab), dtype=weight.dtype, device=hidden.device
+    )
+    parts = torch.empty(rows_per, len(tiles), dtype=dtype, device=block.device)
+    for start in range(0, hidden.shape[0], rows_per):
+        rows = slice(start, start + rows_per)
         h, target = hidden[rows], targets[rows]
-        total = torch.full((h.shape[0],), -math.inf, dtype=dtype, device=h.device)
-        picked = torch.empty_like(total)
-        for v0 in range(0, n_vocab, TILE_VOCAB):
+        picked = torch.empty(h.shape[0], dtype=dtype, device=block.device)
+        for j, v0 in enumerate(tiles):
             v1 = min(v0 + TILE_VOCAB, n_vocab)
-            logits = torch.nn.functional.linear(
-                h, head.weight[v0:v1], None if bias is None else bias[v0:v1]
-            ).to(dtype)
+            out = block[: h.shape[0], : v1 - v0]
+            if bias is None:
+                torch.mm(h, weight[v0:v1].t(), out=out)
+            else:
+                torch.addmm(bias[v0:v1], h, weight[v0:v1].t(), out=out)
+            # _logsumexp_ overwrites its argument: a copy in ``dtype``, or the buffer itself
+            logits = out.to(dtype, copy=True) if out.dtype != dtype else out
             inside = (target >= v0) & (target < v1)
             local = (target - v0).clamp(0, v1 - v0 - 1)
             picked = torch.where(inside, logits.gather(-1, local[:, None])[:, 0], picked)
-            total = torch.logaddexp(total, _logsumexp_(logits))
-        chosen[rows], lse[rows] = picked, total
+            parts[: h.shape[0], j] = _logsumexp_(logits)
+        chosen[rows] = picked
+        lse[rows] = torch.logsumexp(parts[: h.shape[0]], -1)
 
 
 def next_logprobs(model: CausalLM, states: Tensor) -> Tensor:
