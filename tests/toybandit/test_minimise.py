@@ -415,6 +415,11 @@ _ONCE_WRONG = {
                     0.18577961647304256, 0.2288696820726853],
                    [0.7458143712638386, 0.12212515120680695, 0.01861909290421019,
                     0.03934775272891757, 0.07409363189622638], [1, 0, 3, 2, 4], 0.4983718719129715),
+    "hinge 0/497": ([0.33200265557165626, 0.16748390927363419, 0.21998526724665185,
+                     0.07728239867258622, 0.2032457692354715],
+                    [0.18358144452540887, 0.13855978216102058, 0.33313336557708506,
+                     0.072040289731981, 0.27268511800450446],
+                    [0, 3, 1, 2, 4], 0.36666157510002395),
 }  # fmt: skip
 
 
@@ -561,6 +566,30 @@ def test_a_linear_piece_ending_far_out_is_followed_to_its_end(name):
     got = minimise_loss(loss, pairs, ref)
     assert got.finite and got.converged, got.verdict
     assert abs(got.value - (mu**2).sum().item()) < 1e-9
+
+
+def test_cutting_planes_out_of_cuts_keep_a_flat_cut(monkeypatch):
+    """Hinge on a total order (seed 0, instance 497 of ``zhao2023.hinge.deterministic``): Newton
+    stalls at a kink and Kelley's 400 cuts reach L = Σ μ² (every margin met, the subgradient
+    exactly 0) while the planes' lower bound still lags by more than 1e-9; "not certified"
+    before. A point where 0 is a subgradient minimises the convex L: the minimum is Σ μ², and
+    scipy's linprog finds the margins βh ≥ 1 feasible. Twin: without the flat cut, nothing is
+    certified."""
+    from scipy.optimize import linprog
+
+    loss, pairs, ref, mu = _once_wrong("hinge 0/497", _hinge)
+    got = minimise_loss(loss, pairs, ref)
+    assert got.finite and got.converged, got.verdict
+    assert got.value == pytest.approx((mu**2).sum().item(), abs=1e-15)
+    order, beta = _ONCE_WRONG["hinge 0/497"][2:]
+    rows = [[(k == b) - (k == a) for k in range(5)] for i, a in enumerate(order)
+            for b in order[i + 1:]]  # fmt: skip
+    lp = linprog([0.0] * 5, A_ub=rows, b_ub=[-1 / beta] * len(rows), bounds=[(None, None)] * 5)
+    assert lp.status == 0
+    import toybandit.minimise as m
+
+    monkeypatch.setattr(m, "_flat", lambda grad: False)
+    assert not minimise_loss(loss, pairs, ref).converged
 
 
 def test_a_tail_underflowing_within_a_quarter_nat_is_a_tail():
