@@ -730,6 +730,77 @@ def test_thresholds_of_the_escape_tests():
     assert not _escaping([a, b] * 3, full)
 
 
+def test_balance_is_per_logit():
+    """Per logit: |Σ_k w_k ∂ℓ_k/∂θ_y| ≤ 1e-6 · Σ_k w_k |∂ℓ_k/∂θ_y| (balanced) and Σ_k w_k
+    |∂ℓ_k/∂θ_y| > 0 (felt). Logit 0 feels two pairs that cancel exactly, logit 1 one pair, logit 2
+    none; a cancellation 1e-5 short of exact is not balanced."""
+    from toybandit.minimise import _balance
+
+    def per_pair(theta):
+        return torch.stack([theta[0, 0], -theta[0, 0] * (1 - off), 3 * theta[0, 1]])
+
+    w = torch.tensor([0.5, 0.5, 1.0], dtype=F64)
+    theta = torch.tensor([[0.2, -0.4, 1.0]], dtype=F64)
+    off = 0.0
+    balanced, felt = _balance(per_pair, w, theta)
+    assert balanced.tolist() == [[True, False, True]] and felt.tolist() == [[True, True, False]]
+    off = 1e-5
+    assert _balance(per_pair, w, theta)[0].tolist() == [[False, False, True]]
+
+
+def test_the_first_probes_of_an_escape_must_fall_strictly():
+    """``_confirm_escape``: a slope exactly 0 at the step itself (k = 0) is no escape under the
+    default ``strict`` (6 near probes must fall strictly) and is one with ``strict=0`` (a
+    saturated escape, whose way travelled is the whole step); a positive slope anywhere is none."""
+    from toybandit.minimise import _confirm_escape
+
+    theta = torch.zeros(1, 3, dtype=F64)
+    step = torch.tensor([[0.0, -1.0, -2.0]], dtype=F64)
+    support = torch.ones(1, 3, dtype=torch.bool)
+
+    def slopes(zero_at_step: bool, rise_far: bool = False):
+        calls = []
+
+        def slope_along(at, direction):
+            reach = -at[0, 2].item()
+            calls.append(reach)
+            if zero_at_step and len(calls) == 1:  # the first probe, at the step itself
+                return 0.0
+            if rise_far and reach > 500:
+                return 1e-9
+            return -math.exp(-reach / 100)
+
+        return slope_along
+
+    assert _confirm_escape(slopes(False), theta, step, support)
+    assert not _confirm_escape(slopes(True), theta, step, support)
+    assert _confirm_escape(slopes(True), theta, step, support, strict=0)
+    assert not _confirm_escape(slopes(False, rise_far=True), theta, step, support, strict=0)
+
+
+def test_cutting_planes_stop_at_a_point_below_an_earlier_cut(monkeypatch):
+    """L = sin d + d²/20 (d = θ₀ − θ₁, not convex) from d = 1: Kelley's sixth point lies below an
+    earlier cut, which no convex L allows, so the planes certify nothing (None). Twin: without
+    that check they print a "certificate" (gap below 1e-9) for this non-convex L."""
+    import toybandit.minimise as m
+
+    def wavy(flat):
+        d = flat[0] - flat[1]
+        return torch.sin(d) + 0.05 * d**2
+
+    theta = torch.tensor([[1.0, 0.0]], dtype=F64)
+    support = torch.ones(1, 2, dtype=torch.bool)
+    seen = []
+    below = m._below_a_cut
+    monkeypatch.setattr(m, "_below_a_cut", lambda *a: seen.append(below(*a)) or seen[-1])
+    assert m._cutting_planes(wavy, theta, support) is None
+    assert seen[-1] is True and seen.count(True) == 1
+    monkeypatch.setattr(m, "_below_a_cut", lambda *a: False)
+    assert m._cutting_planes(wavy, theta, support) is not None
+    assert not below(np.array([1.0]), 0.0, [np.array([0.0])], [0.0], [np.array([0.0])])
+    assert below(np.array([1.0]), -1e-8, [np.array([0.0])], [0.0], [np.array([0.0])])
+
+
 # -- fault injection: break the minimiser once, and a check above goes red -------------------------
 
 
