@@ -257,11 +257,12 @@ def test_the_readme_links_into_every_docs_page_it_replaces():
 
 
 # A time, a speed-up or a rate quoted in prose: "12 s", "1.6 min", "20× slower", "2–4× the floor",
+# "10× when busy", "2× as fast",
 # "4·10⁷ nodes/s", or a setting line. Such numbers live only in blocks written by a script. (A ratio
 # that is no time, such as a residual "50× below its tolerance", is not one.)
 _NUMBER = r"(?<![\w.:{])\d+(?:[.,]\d+)?"
 _DIGIT = r"[\d⁰¹²³⁴⁵⁶⁷⁸⁹]"
-_COMPARED = r"faster|slower|longer|shorter|larger|smaller|more|less|the\b|has\b|that\b"
+_COMPARED = r"faster|slower|longer|shorter|larger|smaller|more|less|the\b|has\b|that\b|when\b|as\b"
 TIMING = re.compile(
     rf"{_NUMBER}\s?(?:s|ms|µs|min|minutes?|seconds?|hours?)\b(?![-/]|\.\w)"
     rf"|{_DIGIT}\s?×(?=\s*(?:{_COMPARED}|[).,;:]))"
@@ -300,6 +301,8 @@ TIMED = (
     "20× slower",
     "2–4× the floor",
     "swing by 10×.",
+    "10× when the machine is busy",
+    "2× as fast",
     "at 4–8·10⁷ nodes/s",
     "3 minutes",
     "Measured on x",
