@@ -180,6 +180,7 @@ class _Problem(NamedTuple):
     rejected: Tensor
     weights: Tensor  # summing to 1
     extra: tuple[Tensor, ...]  # (chosen lengths, rejected lengths), or ()
+    lengths: Tensor | None  # [X, Y] tokens per response, or None
 
 
 def _checked(
@@ -213,12 +214,24 @@ def _checked(
     if not (support[prompts, chosen].all() and support[prompts, rejected].all()):
         raise ValueError("a pair uses a response with ref = 0, whose log-ratio is undefined")
     extra: tuple[Tensor, ...] = ()
+    lens = None
     if lengths is not None:
         lens = _checked_lengths(lengths, ref2)
         extra = (lens[prompts, chosen], lens[prompts, rejected])
     log_ref = torch.where(support, ref2.log(), 0.0)
     return _Problem(
-        loss, pair_inputs, on, single, support, log_ref, prompts, chosen, rejected, weights, extra
+        loss,
+        pair_inputs,
+        on,
+        single,
+        support,
+        log_ref,
+        prompts,
+        chosen,
+        rejected,
+        weights,
+        extra,
+        lens,
     )
 
 
@@ -558,13 +571,19 @@ def _escape_result(f: _Objective, run: _Run, policy: Tensor, value: float) -> Lo
 
 def _block_falls(f: _Objective, theta: Tensor, vanishing: Tensor) -> bool:
     """dL/ds ≤ 0 (forward mode) at θ and 2^k nats on (k ≤ 10) when the logits of the
-    vanishing responses all move down together: what their going to 0 needs, whatever the rates
-    inside the set (its margins stay as they are). A response that settled on the face with the
-    stayers fails it: apo_zero at β = 40 ends saturated, and the way travelled from π_ref takes a
-    net-chosen response that rose less than another for one going down, though moving it down
-    costs its weight. (Slopes, not changes of L: 2^k nats on, rounding moves the margins inside
-    the set by ~2^k·1e-16.)"""
+    vanishing responses all move down together, each by its length |y| where the loss reads
+    log π/|y| (``lengths``): what their going to 0 needs, whatever the rates inside the set
+    (the margins the loss reads inside it stay as they are). A response that settled on the
+    face with the stayers fails it: apo_zero at β = 40 ends saturated, and the way travelled
+    from π_ref takes a net-chosen response that rose less than another for one going down,
+    though moving it down costs its weight. (Slopes, not changes of L: 2^k nats on, rounding
+    moves the margins inside the set by ~2^k·1e-16.) Losses of other functions of log π
+    (``pair_inputs``) have no such direction: the test passes them."""
+    if f.p.pair_inputs is not None:
+        return True
     down = -vanishing.to(theta.dtype)
+    if f.p.lengths is not None:
+        down = down * f.p.lengths
     for k, t in enumerate((0.0, *(2.0**j for j in range(11)))):
         try:
             if f.slope_along(theta + t * down, down) > 0:
@@ -579,9 +598,9 @@ def _not_an_escape(
 ) -> LossMinimum:
     zeros = torch.zeros_like(policy)
     verdict = (
-        f"not certified: stopped after {run.it} steps where the loss is saturated (its slopes "
-        f"below rounding), on a way that would send {_names(vanishing, f.p.single)} to 0, but L "
-        "rises when they go to 0 together: neither a minimiser nor an escape was found"
+        f"not certified: stopped after {run.it} steps on a way that would send "
+        f"{_names(vanishing, f.p.single)} to 0, but L rises when they go down together: neither a "
+        "minimiser nor an escape was found"
     )
     return LossMinimum(policy, value, False, False, run.it, zeros.bool(), zeros, math.nan, verdict)
 
@@ -645,8 +664,7 @@ def _cutting_planes(
             best = (value, full, x)
         rows.append(np.append(grad, -1.0))
         rhs.append(grad @ x - value)
-        if flat is None and _flat(grad):
-            flat = full  # see the end
+        flat = flat or ((x, value, full) if _flat(grad) else None)  # see the end
         lp = _lowest_plane(np.array(rows), np.array(rhs), a_eq, x0, box)
         if lp is None:
             return None
@@ -672,15 +690,27 @@ def _cutting_planes(
         if value - lp.fun <= tol:
             return full.reshape(theta.shape), max(value - lp.fun, 0.0)
         x = inner  # the model is loose there: cut at that point too and go on
-    # Out of cuts: Kelley's lower bound can lag for hundreds of cuts in a box of 30 nats
-    # (zhao2023.hinge.deterministic, seed 0, instance 497). A point with the subgradient 0
-    # minimises a convex L all the same (hinge with every margin met).
-    return None if flat is None else (flat.reshape(theta.shape), 0.0)
+    # out of cuts: Kelley's lower bound can lag for hundreds of cuts in a box of 30 nats
+    # (zhao2023.hinge.deterministic, seed 0, instance 497)
+    if flat is None or not _flat_is_lowest(evaluate, *flat[:2], x0, min(values), tol):
+        return None
+    return flat[2].reshape(theta.shape), 0.0
 
 
 def _flat(grad: np.ndarray) -> bool:
     """An exactly flat cut: 0 is a subgradient there, so the point minimises a convex L."""
     return not np.any(grad)
+
+
+def _flat_is_lowest(evaluate, x: np.ndarray, value: float, x0, lowest: float, tol: float) -> bool:
+    """A point with a flat cut minimises a convex L (hinge with every margin met) if autograd's
+    0 is a subgradient there, which a loss written as relu(z) − relu(−z) = z breaks at z = 0: so
+    L there is the lowest seen, and no lower further out from the start (the point may lie on
+    the box, with a minimiser beyond it)."""
+    if value > lowest + tol:
+        return False
+    out = (x - x0) / max(np.abs(x - x0).max(), 1e-300)
+    return all(evaluate(x + s * out)[0] >= value - tol for s in (1e-6, 1e-3, 0.1, 1.0, 10.0))
 
 
 def _below_a_cut(x: np.ndarray, value: float, points, values, grads) -> bool:

@@ -107,6 +107,35 @@ def test_vocabulary_tiles_do_not_change_values(monkeypatch, tile, bias):
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_a_vocabulary_over_one_tile_in_every_precision(dtype):
+    """2500 tokens (the head in 1024-row tiles, the last partial), tied embeddings, a float32,
+    bfloat16 or float16 model: the log-probabilities of its own logits (upcast to float32, as the
+    adapter computes them) to float32 rounding of a 2500-term sum."""
+    model = lm.tiny_gpt2(2500, width=16, dtype=dtype)
+    x = torch.randint(2, 2500, (3, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = model(x).logits[:, :-1].float()
+    want = torch.log_softmax(logits, -1).gather(-1, x[:, 1:, None])[..., 0]
+    got = lm.token_logprobs(model, x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, atol=2e-6, rtol=0)
+
+
+def test_a_hooked_head_is_called_not_tiled(monkeypatch):
+    """A forward hook on the head (here doubling the logits) is part of the model's logits; the
+    tiled path reads the weight and would skip it. Twin: tiling it anyway is off by ~1 nat."""
+    model = lm.tiny_gpt2(2500, width=16, dtype=F64)
+    model.lm_head.register_forward_hook(lambda module, args, out: 2 * out)
+    x = torch.randint(2, 2500, (3, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = model(x).logits[:, :-1]
+    want = torch.log_softmax(logits, -1).gather(-1, x[:, 1:, None])[..., 0]
+    torch.testing.assert_close(lm.token_logprobs(model, x), want, atol=1e-12, rtol=0)
+    monkeypatch.setattr(lm.scoring, "_plain_linear", lambda head: True)
+    assert (lm.token_logprobs(model, x) - want).abs().max() > 0.1
+
+
 def test_unsplittable_models_use_their_full_logits(monkeypatch):
     model = gpt2()
     x = ids()

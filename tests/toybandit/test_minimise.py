@@ -2,6 +2,7 @@
 
 import functools
 import math
+import types
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from scipy.optimize import linprog, minimize
 
 import toybandit as tb
 from tests.helpers import F64
-from toybandit import losses, minimise_loss
+from toybandit import losses, minimise_loss, more_losses
 from toybandit import minimise as M
 from toybandit.minimise import _cutting_planes
 
@@ -541,6 +542,33 @@ def test_a_response_that_settled_with_the_stayers_is_not_named(beta):
     assert got.converged or got.verdict.startswith("not certified"), got.verdict
 
 
+def test_the_block_test_moves_a_length_normalised_set_by_its_lengths(monkeypatch):
+    """sigmoid_norm (DPO on log π/π_ref over |y|) on the order y₀ ≻ y₁ ≻ y₂ with lengths 1, 1, 2:
+    y₁, y₂ escape (the way (0, −1, −4) raises every normalised margin). Moving both down by the
+    same nats lowers q₂/2 by half as much as q₁ and shrinks the margin y₁ ≻ y₂, which the loss
+    reads: L rises there and the escape was once refused. The set moves by −|y| each. Twin:
+    by −1 each, the genuine escape is refused."""
+    import toybandit.minimise as m
+
+    pairs = tb.PreferencePairs(
+        torch.tensor([0, 0, 1]), torch.tensor([1, 2, 2]), None, torch.ones(3, dtype=F64)
+    )
+    ref = torch.full((3,), 1 / 3, dtype=F64)
+    lengths = torch.tensor([1.0, 1.0, 2.0], dtype=F64)
+    loss = functools.partial(more_losses.sigmoid_norm, beta=1.0)
+    got = minimise_loss(loss, pairs, ref, lengths=lengths)
+    assert not got.finite and got.converged, got.verdict
+    assert got.vanishing.tolist() == [False, True, True]
+    block = m._block_falls
+
+    def unit_shift(f, theta, vanishing):
+        return block(types.SimpleNamespace(p=f.p._replace(lengths=None), slope_along=f.slope_along),
+                     theta, vanishing)  # fmt: skip
+
+    monkeypatch.setattr(m, "_block_falls", unit_shift)
+    assert not minimise_loss(loss, pairs, ref, lengths=lengths).converged
+
+
 @pytest.mark.parametrize(
     ("beta", "named"), [(40.0, [False, True, True, True]), (100.0, [True, False, True, True])]
 )  # the underflow verdict and the escape verdict
@@ -590,6 +618,41 @@ def test_cutting_planes_out_of_cuts_keep_a_flat_cut(monkeypatch):
 
     monkeypatch.setattr(m, "_flat", lambda grad: False)
     assert not minimise_loss(loss, pairs, ref).converged
+
+
+def test_a_false_zero_subgradient_is_no_flat_cut(monkeypatch):
+    """L = (h − 100)²/200 + 0.4·(z − relu(z) + relu(−z)), z = h − 60, h = θ₀ − θ₁: the bracket is 0
+    everywhere, but autograd's gradient of L is exactly 0 at h = 60, on the edge of the 30-nat
+    box, where L is not least (its minimiser h = 100 lies beyond). Out of cuts, that point is no
+    certificate: L is lower at points already cut and further out. Twin: trusting every flat cut
+    returns h = 60."""
+    import toybandit.minimise as m
+
+    def objective(flat):
+        h = flat[0] - flat[1]
+        z = h - 60.0
+        return (h - 100.0) ** 2 / 200 + 0.4 * (z - torch.relu(z) + torch.relu(-z))
+
+    theta, support = torch.zeros(1, 2, dtype=F64), torch.ones(1, 2, dtype=torch.bool)
+    assert m._cutting_planes(objective, theta, support, max_cuts=4) is None
+    monkeypatch.setattr(m, "_flat_is_lowest", lambda *a: True)
+    got = m._cutting_planes(objective, theta, support, max_cuts=4)
+    assert got is not None and (got[0][0, 0] - got[0][0, 1]).item() == pytest.approx(60.0)
+
+
+def test_a_flat_cut_must_be_the_lowest_point_seen():
+    """``_flat_is_lowest`` on L(x) = |x − 1| from x₀ = 0 with a flat point claimed at x = 1 (L = 0):
+    accepted; the same point when a lower L was seen elsewhere, or at x = 0.5 with L lower
+    further out, refused."""
+    from toybandit.minimise import _flat_is_lowest
+
+    def evaluate(x):
+        return abs(x[0] - 1.0), None, None
+
+    x0, tol = np.zeros(1), 1e-9
+    assert _flat_is_lowest(evaluate, np.ones(1), 0.0, x0, 0.0, tol)
+    assert not _flat_is_lowest(evaluate, np.ones(1), 0.0, x0, -1.0, tol)
+    assert not _flat_is_lowest(evaluate, np.full(1, 0.5), 0.5, x0, 0.5, tol)
 
 
 def test_a_tail_underflowing_within_a_quarter_nat_is_a_tail():

@@ -83,7 +83,7 @@ def _scores(model, input_ids, attention_mask) -> tuple[Tensor, Tensor]:
         chosen = torch.empty(b, n, dtype=dtype, device=hidden.device)
         lse = torch.empty_like(chosen)
         step = max(1, CHUNK_LOGITS // n_vocab)
-        if type(head) is torch.nn.Linear and n_vocab > TILE_VOCAB:
+        if _plain_linear(head) and n_vocab > TILE_VOCAB:
             flat = hidden[:, :-1].reshape(b * n, -1)
             _tiled(head, flat, targets.reshape(-1), chosen.view(-1), lse.view(-1), dtype)
             rows_of = []
@@ -104,6 +104,19 @@ def _scores(model, input_ids, attention_mask) -> tuple[Tensor, Tensor]:
     return chosen.masked_fill(~real, 0.0), lse.masked_fill(~real, 0.0)
 
 
+def _plain_linear(head) -> bool:
+    """An ``nn.Linear`` whose call is its weight and bias alone: no forward hook or pre-hook
+    (its own or global) and no per-instance ``forward`` (accelerate's wrappers), which
+    :func:`_tiled` would bypass by reading the weight."""
+    if type(head) is not torch.nn.Linear:
+        return False
+    module = torch.nn.modules.module
+    hooks = (head._forward_hooks, head._forward_pre_hooks,
+             getattr(module, "_global_forward_hooks", None),
+             getattr(module, "_global_forward_pre_hooks", None))  # fmt: skip
+    return not any(hooks) and "forward" not in vars(head)
+
+
 def _tiled(head, hidden: Tensor, targets: Tensor, chosen: Tensor, lse: Tensor, dtype) -> None:
     """Chosen logit and logsumexp of ``head(hidden)`` for a plain ``nn.Linear`` head, in blocks of
     ``TILE_ROWS`` positions × ``TILE_VOCAB`` rows of the weight: each block's logits are written
@@ -112,10 +125,11 @@ def _tiled(head, hidden: Tensor, targets: Tensor, chosen: Tensor, lse: Tensor, d
     weight, bias = head.weight, head.bias
     n_vocab = weight.shape[0]
     tiles = range(0, n_vocab, TILE_VOCAB)
-    rows_per = min(TILE_ROWS, hidden.shape[0])
-    block = torch.empty(
-        rows_per, min(TILE_VOCAB, n_vocab), dtype=weight.dtype, device=hidden.device
-    )
+    rows_per = max(1, min(TILE_ROWS, hidden.shape[0]))
+    width = min(TILE_VOCAB, n_vocab)
+    block = torch.empty(rows_per, width, dtype=weight.dtype, device=hidden.device)
+    # a half-precision model's logits are cast into a second buffer in ``dtype``
+    cast = block if weight.dtype == dtype else torch.empty_like(block, dtype=dtype)
     parts = torch.empty(rows_per, len(tiles), dtype=dtype, device=block.device)
     for start in range(0, hidden.shape[0], rows_per):
         rows = slice(start, start + rows_per)
@@ -128,8 +142,9 @@ def _tiled(head, hidden: Tensor, targets: Tensor, chosen: Tensor, lse: Tensor, d
                 torch.mm(h, weight[v0:v1].t(), out=out)
             else:
                 torch.addmm(bias[v0:v1], h, weight[v0:v1].t(), out=out)
-            # _logsumexp_ overwrites its argument: a copy in ``dtype``, or the buffer itself
-            logits = out.to(dtype, copy=True) if out.dtype != dtype else out
+            logits = cast[: h.shape[0], : v1 - v0]
+            if cast is not block:
+                logits.copy_(out)
             inside = (target >= v0) & (target < v1)
             local = (target - v0).clamp(0, v1 - v0 - 1)
             picked = torch.where(inside, logits.gather(-1, local[:, None])[:, 0], picked)
