@@ -267,6 +267,7 @@ TIMING = re.compile(
     rf"{_NUMBER}\s?(?:s|ms|µs|min|minutes?|seconds?|hours?)\b(?![-/]|\.\w)"
     rf"|{_DIGIT}\s?×(?=\s*(?:{_COMPARED}|[).,;:]))"
     rf"|{_DIGIT}\s?(?:nodes|tokens|it|steps)/s\b"
+    r"|\b(?:an?|half an?)\s+(?:hour|minute)\b"
     r"|^Measured on ",
     re.M,
 )
@@ -306,6 +307,8 @@ TIMED = (
     "at 4–8·10⁷ nodes/s",
     "3 minutes",
     "Measured on x",
+    "about an hour on two cores",
+    "half a minute",
 )
 NOT_TIMED = ("64 prompts × 8 responses", "batches 8 × 256", "holds ×2", "eq. (13) is", "1e-6 per run",
              "16 MB blocks", "the fault × claim matrix", "β = 0.5 s.t.", "(2h − 1)",
