@@ -1039,14 +1039,16 @@ def _falls_on(slope_along, theta: Tensor, unit: Tensor, *, decaying: bool = Fals
     while the slope stays that of a linear piece (:func:`_linear`), whose end may be a kink far
     out. ``decaying``: the slope must also die out over the probes (below 1e-3 of the first, or
     an underflow or NaN ends them): a tail, not a long linear piece (a hinge far from its flat
-    set). A slope at θ itself below 1e-250 that is exactly 0 a quarter nat on is a
-    super-exponential tail underflowing (f-DPO's forward KL: e^{−660} at θ), not a kink."""
+    set). The fall starts at θ itself: a slope of 3e-189 there, 2e-248 a quarter nat on and
+    exactly 0 at half a nat is a super-exponential tail dying out (f-DPO's forward KL, seed 2,
+    instance 608 of ``wang2024.fdpo.deterministic``), not a kink, as is a slope below 1e-250 at
+    θ that is exactly 0 a quarter nat on (e^{−660} at θ)."""
     try:
         at = slope_along(theta, unit)
     except ValueError:
         at = math.nan
     underflowing = -1e-250 < at < 0
-    first = last = -at if underflowing else 0.0
+    first = last = -at if at < 0 else 0.0
     slopes: list[float] = []
     ended = False
     for k, t in enumerate((0.25, 0.5, *(2.0**j for j in range(_FAR)))):

@@ -416,6 +416,9 @@ _ONCE_WRONG = {
                     0.18577961647304256, 0.2288696820726853],
                    [0.7458143712638386, 0.12212515120680695, 0.01861909290421019,
                     0.03934775272891757, 0.07409363189622638], [1, 0, 3, 2, 4], 0.4983718719129715),
+    "fdpo 2/608": ([0.16000522702584902, 0.48729175745279535, 0.35270301552135563],
+                   [0.22248781771477535, 0.14159606106220465, 0.63591612122302], [0, 2, 1],
+                   0.4016796501362404),
     "hinge 0/497": ([0.33200265557165626, 0.16748390927363419, 0.21998526724665185,
                      0.07728239867258622, 0.2032457692354715],
                     [0.18358144452540887, 0.13855978216102058, 0.33313336557708506,
@@ -653,6 +656,22 @@ def test_a_flat_cut_must_be_the_lowest_point_seen():
     assert _flat_is_lowest(evaluate, np.ones(1), 0.0, x0, 0.0, tol)
     assert not _flat_is_lowest(evaluate, np.ones(1), 0.0, x0, -1.0, tol)
     assert not _flat_is_lowest(evaluate, np.full(1, 0.5), 0.5, x0, 0.5, tol)
+
+
+def test_a_tail_dying_out_within_half_a_nat_is_a_tail():
+    """f-DPO (forward KL) on the order y₀ ≻ y₂ ≻ y₁ (seed 2, instance 608 of
+    ``wang2024.fdpo.deterministic``): four Newton steps leave one pair felt, its slope along the
+    way travelled 3e-189 at θ, 2e-248 a quarter nat on, 0 at half a nat. The fall was once taken
+    to start at the quarter nat, so the 0 after it looked like a kink ("finite minimiser, not
+    unique"); it starts at θ. Reference: the order itself, y₁ and y₂ vanish. Twin: a fall seen
+    only from the quarter-nat probe stops dead at the next."""
+    from toybandit.minimise import _stops_dead
+
+    loss, pairs, ref, _ = _once_wrong("fdpo 2/608", _f_dpo("forward_kl"))
+    got = minimise_loss(loss, pairs, ref)
+    assert not got.finite and got.converged, got.verdict
+    assert got.vanishing.tolist() == [False, True, True]
+    assert _stops_dead(2.2e-248, 2.2e-248) and not _stops_dead(2.7e-189, 2.2e-248)
 
 
 def test_a_tail_underflowing_within_a_quarter_nat_is_a_tail():
