@@ -514,12 +514,15 @@ def _(w: LossWorld) -> float:
 
 def _apo_world(g: torch.Generator) -> LossWorld:
     """A world with β < 1 where every response is chosen or rejected more often by a margin of at
-    least 0.02 of the pair weights: a response barely chosen more often keeps a mass of order
-    margin^{1/(1−β)}, which float64 does not tell from 0."""
+    least 0.02 of the pair weights, and every response chosen more often by m keeps a mass of
+    order m^{1/(1−β)} ≥ 1e-8: float64 does not tell a smaller one from 0 (m = 0.02 at β = 0.988
+    keeps ~1e-141, and the minimiser rightly certifies nothing; seed 5, instance 927)."""
     while True:
         w = _draw(g)._replace(beta=0.2 + 0.8 * torch.rand((), generator=g).item())
         weights = _pair_weights(_bt(w), w.mu)
-        if np.abs(weights.sum(axis=0) - weights.sum(axis=1)).min() >= 0.02:
+        net = weights.sum(axis=1) - weights.sum(axis=0)  # chosen − rejected
+        kept = net[net > 0]
+        if np.abs(net).min() >= 0.02 and (kept ** (1 / (1 - w.beta))).min() >= 1e-8:
             return w
 
 
