@@ -1039,16 +1039,20 @@ def _falls_on(slope_along, theta: Tensor, unit: Tensor, *, decaying: bool = Fals
     while the slope stays that of a linear piece (:func:`_linear`), whose end may be a kink far
     out. ``decaying``: the slope must also die out over the probes (below 1e-3 of the first, or
     an underflow or NaN ends them): a tail, not a long linear piece (a hinge far from its flat
-    set). The fall starts at θ itself: a slope of 3e-189 there, 2e-248 a quarter nat on and
-    exactly 0 at half a nat is a super-exponential tail dying out (f-DPO's forward KL, seed 2,
-    instance 608 of ``wang2024.fdpo.deterministic``), not a kink, as is a slope below 1e-250 at
-    θ that is exactly 0 a quarter nat on (e^{−660} at θ)."""
+    set). A slope exactly 0 after a fall is a kink unless the fall, counted from θ itself, died
+    out first: 3e-189 at θ, 2e-248 a quarter nat on and 0 at half a nat is a super-exponential
+    tail (f-DPO's forward KL, seed 2, instance 608 of ``wang2024.fdpo.deterministic``), as is a
+    slope below 1e-250 at θ that is exactly 0 a quarter nat on (e^{−660} at θ). The dying out
+    that ``decaying`` asks for is counted from the first probe: θ may sit on a steeper piece
+    than the one the probes follow (a hinge, seed 7, instance 680 of
+    ``zhao2023.hinge.deterministic``: −0.024 at θ, then −5.3e-5 on and on)."""
     try:
         at = slope_along(theta, unit)
     except ValueError:
         at = math.nan
     underflowing = -1e-250 < at < 0
-    first = last = -at if at < 0 else 0.0
+    origin = -at if at < 0 else 0.0
+    first = last = origin if underflowing else 0.0
     slopes: list[float] = []
     ended = False
     for k, t in enumerate((0.25, 0.5, *(2.0**j for j in range(_FAR)))):
@@ -1066,7 +1070,7 @@ def _falls_on(slope_along, theta: Tensor, unit: Tensor, *, decaying: bool = Fals
             return False
         if d < 0:
             first, last = first or -d, -d
-        elif _stops_dead(first, last):
+        elif _stops_dead(max(first, origin), last):
             return False
         else:
             ended = True

@@ -419,6 +419,11 @@ _ONCE_WRONG = {
     "fdpo 2/608": ([0.16000522702584902, 0.48729175745279535, 0.35270301552135563],
                    [0.22248781771477535, 0.14159606106220465, 0.63591612122302], [0, 2, 1],
                    0.4016796501362404),
+    "hinge 7/680": ([0.13200486708923734, 0.0928198595434128, 0.04833146582664958,
+                     0.19070560679394738, 0.536138200746753],
+                    [0.05195077422894743, 0.14870071738226642, 0.5943260971035675,
+                     0.05140965087601677, 0.15361276040920194],
+                    [0, 4, 2, 1, 3], 0.26537012717198366),
     "hinge 0/497": ([0.33200265557165626, 0.16748390927363419, 0.21998526724665185,
                      0.07728239867258622, 0.2032457692354715],
                     [0.18358144452540887, 0.13855978216102058, 0.33313336557708506,
@@ -583,7 +588,7 @@ def test_without_the_block_test_a_settled_response_is_named(monkeypatch, beta, n
     assert got.converged and got.vanishing.tolist() == named, got.verdict
 
 
-@pytest.mark.parametrize("name", ["hinge 2/78", "hinge 1/69"])
+@pytest.mark.parametrize("name", ["hinge 2/78", "hinge 1/69", "hinge 7/680"])
 def test_a_linear_piece_ending_far_out_is_followed_to_its_end(name):
     """Hinge on a total order: L attains Σ μ(y)², the ties, once every margin is met (the
     reference). Seed 2, instance 78 (β = 0.22): steepest descent leaves along a ray on which the
@@ -592,7 +597,9 @@ def test_a_linear_piece_ending_far_out_is_followed_to_its_end(name):
     minimiser, L falls without bound"). Seed 1, instance 69: Newton stops where L is still 0.0057
     above Σ μ², on a linear piece whose slope, moving only the fast responses, changes L by less
     than its rounding in a quarter nat; the tail test probed it to 512 nats and called it an
-    underflow. Both now follow a linear piece on to 2^60 nats."""
+    underflow. Both now follow a linear piece on to 2^60 nats. Seed 7, instance 680: the slope is
+    −0.024 at the stall and −5.3e-5 along the piece the probes follow; counting the tail test's
+    dying out from the stall (not from its first probe) called the piece a tail."""
     loss, pairs, ref, mu = _once_wrong(name, _hinge)
     got = minimise_loss(loss, pairs, ref)
     assert got.finite and got.converged, got.verdict
