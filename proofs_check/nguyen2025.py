@@ -23,17 +23,16 @@ ERRATUM, NEEDS = Outcome.ERRATUM, Outcome.NEEDS_ASSUMPTION
 claim = partial(registry.claim, tags=("bandit",))
 SUMS = "explicit double (or triple) sums over pairs written here"
 
-ROUND = "float64 sums of ≤ 36 terms of size ≤ 10²: rounding ≤ 1e-12 (3 orders of margin)"
 SQUARES = (
-    "sums of ≤ 36 squares of h up to ~10²: worst 1.4e-12 over seeds 0–9 × 1000 instances "
-    "(eq12.symmetrised; lemma31.equivalence 1.1e-12, eq11.corrected 9.1e-13); 1e-10 keeps ≥ 70×"
+    "μ⊗μ-weighted sums of squares of h, |h| up to ~1.5·10² (terms up to ~2·10⁴): rounding "
+    "~2·10⁴ · 2⁻⁵³ ≈ 2e-12 per operation"
 )
 SCIPY = "scipy's optimiser stops at gradient 1e-10, leaving ~1e-6 in the maximiser"
 NEWTON = (
     "damped Newton, full steps once Armijo cannot resolve the decrease, stops when no logit moves "
-    "by 1e-12: the fitted π is at rounding (worst 1.8e-15 over seeds 0–1 × 1000 instances of "
-    "eq6.dpo, eq7.score and Rafailov eq4.dpo); 1e-12 keeps > 500× margin"
+    "by 1e-12: the fitted π is at rounding (~1e-15)"
 )
+TRIPLE = "triple sums of ≤ 216 terms q·v with |q| up to ~10²: rounding ≤ 216 · 10² · 2⁻⁵³ ≈ 2.4e-12"
 GAP = "a failure must exceed rounding (1e-12) by orders of magnitude to count"
 
 
@@ -137,7 +136,8 @@ def _gibbs_gap(w: World, policy) -> float:
     "corrected: E_π[s] − βKL(π‖π_ref) = −β KL(π‖π*) + β log Z (the factor −β is missing)",
     draw=bt_world,
     tolerance=1e-12,
-    why=ROUND,
+    why="(1), β KL and β log Z over ≤ 6 responses, rewards and β log-ratios ≤ 10²: rounding "
+    "~10² · 2⁻⁵³ ≈ 1e-14 per operation",
     reference="(1), KL(π‖π*) and β log Z written here (worlds.kl, worlds.gibbs, worlds.log_z)",
 )
 def _(w: World) -> float:
@@ -244,7 +244,7 @@ def _(w: World) -> float:
     "the policy meeting (5) in least squares over all pairs of a full-support μ is π*",
     draw=bt_world,
     tolerance=1e-10,
-    why="a well-conditioned least-squares solve in float64; 1e-10 leaves 4 orders of margin",
+    why="a well-conditioned least-squares solve in float64: rounding ~1e-14",
     reference="numpy least squares on (5) over all pairs, then softmax",
 )
 def _(w: World) -> float:
@@ -385,7 +385,7 @@ def _(w: World) -> float:
     "random preferences of every kind satisfy (8a–c), and then E_{y,y'∼μ}[v(y, y')] = ½ (used in (15))",
     draw=world,
     tolerance=1e-12,
-    why=ROUND,
+    why="entries of P in [0, 1] and μ-weighted sums of them (total ½): rounding ~2⁻⁵³ ≈ 1e-16",
     reference="(8a–c) checked entrywise here and the double sum Σ μ_i μ_j v_ij",
 )
 def _(w: World) -> float:
@@ -569,7 +569,8 @@ def _triple(w: World, third):
     "(9) = E[h²] − 2E[h·g] + E[g²] with g = E_{y∼μ}[v(y₁, y) − v(y₂, y)]",
     draw=world,
     tolerance=1e-11,
-    why=ROUND,
+    why="μ⊗μ-weighted sums of h², h·g and g², |h| up to ~1.5·10² (terms up to ~2·10⁴), that "
+    "cancel to (9): rounding ~2·10⁴ · 2⁻⁵³ ≈ 2e-12 per operation",
     reference=SUMS,
 )
 def _(w: World) -> float:
@@ -592,7 +593,7 @@ def _(w: World) -> float:
     "(*) = 2 E_{y₁,y₂∼μ}[q(y₁) v(y₁, y₂)] when y₁, y₂, y are i.i.d.",
     draw=world,
     tolerance=1e-11,
-    why=ROUND,
+    why=TRIPLE,
     reference=SUMS,
 )
 def _(w: World) -> float:
@@ -607,7 +608,7 @@ def _(w: World) -> float:
     "(**) = E_{y₁∼μ}[q(y₁)] when y₁, y₂, y are i.i.d. (uses E[v(y₂, y)] = ½)",
     draw=world,
     tolerance=1e-11,
-    why=ROUND,
+    why=TRIPLE,
     reference=SUMS,
 )
 def _(w: World) -> float:

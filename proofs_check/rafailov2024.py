@@ -33,8 +33,9 @@ PATH = (
 )
 GAP = "a failure must exceed rounding (1e-12) by orders of magnitude to count"
 NEWTON = (
-    "damped Newton over sequences stops when no logit moves by 1e-12; sequences with pair "
-    "weight ~1e-12 carry ~1e-9 into the log-ratios (measured); 1e-7 keeps margin"
+    "damped Newton over sequences stops when no logit moves by 1e-12; a sequence met only in "
+    "pairs of weight ~1e-12 is pinned to ~1e-9 in its log-ratio (a scale, not a measurement); "
+    "1e-7 covers it"
 )
 
 
@@ -149,7 +150,7 @@ def _(w: TreeWorld) -> float:
     "sequence law is",
     draw=tree_world,
     tolerance=1e-12,
-    why=PATH,
+    why="two softmaxes over ≤ 256 sequences of path sums ≤ 10²: rounding ~1e-14",
     reference="two closed forms over enumerated complete sequences: softmax(Σ_t r_t/β) for max-ent "
     "RL, π_ref(y) e^{r(x,y)/β}/Z for the KL-regularised bandit",
 )
@@ -246,8 +247,7 @@ def _(w) -> float:
     draw=bt_world,
     tags=("bandit",),
     tolerance=1e-12,
-    why="the bandit Newton fit of nguyen2025.eq6.dpo: worst 1.8e-15 over seeds 0–1 × 1000; "
-    "1e-12 keeps > 500× margin",
+    why="the bandit Newton fit of nguyen2025.eq6.dpo: the fitted π is at rounding (~1e-15)",
     reference="the closed form π_ref e^{r/β}/Z written here (worlds.gibbs)",
 )
 def _(w) -> float:
@@ -491,8 +491,8 @@ def _(w: TreeWorld) -> float:
     "π* from soft_solve equal to its enumeration",
     draw=tree_world,
     tolerance=1e-12,
-    why="σ of differences of sums ≤ 10² in float64; the solver's anchor enters divided by 10³, "
-    "i.e. at 1e-9: " + PATH,
+    why="σ of differences of sums ≤ 10² in float64 (rounding ~1e-14); the anchor (soft_solve "
+    "against enumeration, tolerance 1e-9) enters divided by 10³, so at this claim's 1e-12",
     reference=ENUM + "; p* of (1) from path sums of r",
 )
 def _(w: TreeWorld) -> float:
@@ -636,8 +636,8 @@ def _(w: TreeWorld) -> float:
     "is the same under Σ r and under Σ β log π*/π_ref (π* from soft_solve)",
     draw=tree_world,
     tolerance=1e-12,
-    why="products of 3 softmax factors of sums ≤ 10²; the solver's anchor enters divided by 10³, "
-    "i.e. at 1e-9: " + PATH,
+    why="products of 3 softmax factors of sums ≤ 10² (rounding ~1e-14); the anchor (soft_solve "
+    "against enumeration, tolerance 1e-9) enters divided by 10³, so at this claim's 1e-12",
     reference="Plackett–Luce probabilities written here from path sums of r; " + ENUM,
 )
 def _(w: TreeWorld) -> float:

@@ -13,6 +13,8 @@ import torch
 
 from toybandit.validation import TensorLike
 
+from .measured import RUN, WORST
+
 Tensor = torch.Tensor
 
 
@@ -116,6 +118,15 @@ def _first_bad(x: Tensor) -> str:
     return f"{x[where].item() if where or x.dim() == 0 else 'nan'} at {where}"
 
 
+def margin(tolerance: float, worst: float) -> str:
+    """tolerance / worst as the tolerance sweep prints it: "> 10⁶×" from 10⁶ on (and for a worst
+    of 0), a whole number from 10, two significant digits below."""
+    if worst == 0 or tolerance / worst >= 1e6:
+        return "> 10⁶×"
+    ratio = tolerance / worst
+    return f"{ratio:,.0f}×" if ratio >= 10 else f"{ratio:.2g}×"
+
+
 @dataclass(frozen=True)
 class Claim:
     """One executable claim.
@@ -155,6 +166,19 @@ class Claim:
     tags: tuple[str, ...] = ()
     quick: bool = True
     instances: int = 50
+
+    @property
+    def why_tolerance(self) -> str:
+        """``why``, and for a claim expected to hold (or an identity) the worst residual the
+        tolerance sweep measured (``proofs_check/measured.py``, written by
+        ``benchmarks/tolerance_sweep.py --write``)."""
+        worst = WORST.get(self.id)
+        if worst is None:
+            return self.why
+        if worst == 0:
+            return f"{self.why}; measured: 0 on every instance of {RUN}"
+        below = margin(self.tolerance, worst)
+        return f"{self.why}; measured: worst {worst:.1e} over {RUN}, {below} below it"
 
 
 @dataclass
@@ -222,7 +246,7 @@ class Result:
             "instances": self.instances,
             "max_residual": _finite_or_none(self.max_residual),
             "tolerance": c.tolerance,
-            "why_tolerance": c.why,
+            "why_tolerance": c.why_tolerance,
             "failing_instance": self.failing_instance,
             "max_off": self.max_off,
             "max_corrected": self.max_corrected,

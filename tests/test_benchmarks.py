@@ -65,11 +65,12 @@ def _rebuild(name: str, mod, rows, machine, body: str) -> str:
 
         return mod.markdown(rows, machine, lab.QUICK)
     if name == "tolerance_sweep":
-        first, last, instances = re.match(
-            r"seeds (\d+)–(\d+) × (\d+) instances", _detail(setting)
-        ).groups()
+        setting = _sweep_setting(body)
+        setting.hours = float(re.search(r"([\d.]+) h of claim time", body)[1])
+        off = re.search(r"to within (\S+); the least margin .* is (.+×) \((`\S+`)\)\.", body)
+        setting.errata = off.groups()
         rows = [(*r[:3], mod.margin(r[1], r[2])) for r in rows]  # the margin is tolerance / worst
-        return mod.markdown(rows, machine, Namespace(first=first, last=last, instances=instances))
+        return mod.markdown(rows, machine, setting)
     raise AssertionError(name)
 
 
@@ -95,6 +96,46 @@ def test_each_docs_table_has_the_shape_its_script_writes(name):
         f"{mod.NAME}: the block is not what `{mod.COMMAND}` writes for these cells (the setting "
         "line's detail, the alignment or the sentences under the table differ)"
     )
+
+
+def test_the_measured_worst_residuals_are_the_tolerance_sweep_table():
+    """proofs_check/measured.py, which the claims' why_tolerance quotes, is what the sweep wrote
+    with the docs block: the same claims, worst residuals and run."""
+    sweep = importlib.import_module("tolerance_sweep")
+    body = _block(sweep)
+    _, rows = _report().cells(body)
+    written = sweep.measured_module(rows, _sweep_setting(body))
+    assert sweep.MEASURED.read_text(encoding="utf-8") == written, (
+        f"proofs_check/measured.py is not the tolerance-sweep table: rerun `{sweep.COMMAND}`"
+    )
+    from proofs_check import REGISTRY
+    from proofs_check.measured import WORST
+
+    for label, tolerance, *_ in rows:
+        claim = REGISTRY[label.strip("`")]
+        assert tolerance == f"{claim.tolerance:.0e}", (
+            f"{claim.id}: its tolerance moved since the sweep"
+        )
+        assert WORST[claim.id] <= claim.tolerance, claim.id
+
+
+def test_every_margin_below_10x_is_explained():
+    """The paragraph after the sweep's block explains each claim whose margin is below 10× (they
+    are not rounding), and only those."""
+    sweep = importlib.import_module("tolerance_sweep")
+    page = (ROOT / sweep.PAGE).read_text(encoding="utf-8")
+    _, rows = _report().cells(_block(sweep))
+    after = page.split(f"<!-- {sweep.NAME}:end -->", 1)[1].strip().split("\n\n", 1)[0]
+    assert after.startswith("The margins below 10× are not rounding")
+    tabled = {r[0]: float(r[1]) / max(float(r[2]), 1e-300) for r in rows}
+    named = {f"`{c}`" for c in re.findall(r"`([a-z]+20\d\d\.[\w.-]+)`", after)} & set(tabled)
+    assert named == {c for c, m in tabled.items() if m < 10}
+
+
+def _sweep_setting(body: str) -> Namespace:
+    detail = _detail(body.split("\n", 1)[0])
+    first, last, instances = re.match(r"seeds (\d+)–(\d+) × (\d+) instances", detail).groups()
+    return Namespace(first=first, last=last, instances=instances)
 
 
 def test_the_summaries_quote_the_timings_table():

@@ -28,6 +28,26 @@ def test_registry_contract():
     assert len(errata) >= 5
 
 
+def test_why_tolerance_quotes_the_sweep_for_tabled_claims_only(monkeypatch):
+    from proofs_check import registry
+
+    swept = pc.REGISTRY["nguyen2025.eq1.optimum"]  # tolerance 1e-10
+    monkeypatch.setitem(registry.WORST, swept.id, 4.0e-15)
+    assert swept.why_tolerance == (
+        f"{swept.why}; measured: worst 4.0e-15 over {registry.RUN}, 25,000× below it"
+    )
+    monkeypatch.setitem(registry.WORST, swept.id, 2.1e-11)
+    assert swept.why_tolerance.endswith("4.8× below it")
+    monkeypatch.setitem(registry.WORST, swept.id, 1e-17)
+    assert swept.why_tolerance.endswith("> 10⁶× below it")
+    monkeypatch.setitem(registry.WORST, swept.id, 0.0)
+    assert swept.why_tolerance.endswith(f"measured: 0 on every instance of {registry.RUN}")
+    needs = pc.REGISTRY["nguyen2025.eq14-15.not-iid"]
+    assert needs.id not in registry.WORST and needs.why_tolerance == needs.why
+    record = pc.run_claim(swept, instances=1).record()
+    assert record["why_tolerance"] == swept.why_tolerance != swept.why
+
+
 def test_nan_residual_is_a_failure():
     claim = Claim("test.nan", "Nguyen 2025", ("eq. (1)",), "nan", Outcome.HOLDS,
                   lambda g, d: None, lambda inst: float("nan"), 1.0, "test", "test")  # fmt: skip
