@@ -61,7 +61,7 @@ def margin(tolerance: str, worst: str) -> str:
 
 
 def rows_from(runs: list[dict]) -> list[tuple[str, ...]]:
-    """One row per claim expected to hold: its tolerance, worst residual and margin."""
+    """One row per claim expected to hold or identity: its tolerance, worst residual and margin."""
     worst: dict[str, float] = {}
     tolerance: dict[str, float] = {}
     for run in runs:

@@ -33,8 +33,8 @@ NEEDS = Outcome.NEEDS_ASSUMPTION
 claim = partial(registry.claim, tags=("bandit", "atlas"), instances=20)
 
 NEWTON = (
-    "Newton stops when no logit moves by 1e-12 (≤ ~1e-12 in log-ratios, ≤ π·1e-12 in π) and the "
-    "closed forms solve for their constant with brentq to 1e-15"
+    "Newton stops when no logit moves by 1e-12 (~1e-12 in log-ratios, plus rounding of r/β and "
+    "log Z; ~π·1e-12 in π) and the closed forms solve for their constant with brentq to 1e-15"
 )
 GAP = "a miss must exceed the minimiser's 1e-12 by orders of magnitude to count"
 COUNT = "the residual counts wrong verdicts (finite, or a response misplaced): 0, or ≥ 1 to fail"

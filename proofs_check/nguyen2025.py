@@ -154,7 +154,8 @@ def _(w: World) -> float:
     "e^{s₁}/(e^{s₁} + e^{s₂}) = σ(s₁ − s₂), and P determines s up to a constant: logit P_i0 = s_i − s_0",
     draw=bt_world,
     tolerance=1e-9,
-    why="logit(σ(x)) for |x| ≤ 10 loses ≤ e^{10}·1e-16 ≈ 2e-12; 1e-9 is 3 orders above",
+    why="logit(σ(x)) for |x| ≤ 10 amplifies each ulp of σ by up to e^{10}: ~e^{10} · 2⁻⁵³ ≈ "
+    "2.4e-12 per ulp",
     reference="the printed ratio of exponentials written here; logit of P against s_i − s_0",
 )
 def _(w: World) -> float:
@@ -385,7 +386,8 @@ def _(w: World) -> float:
     "random preferences of every kind satisfy (8a–c), and then E_{y,y'∼μ}[v(y, y')] = ½ (used in (15))",
     draw=world,
     tolerance=1e-12,
-    why="entries of P in [0, 1] and μ-weighted sums of them (total ½): rounding ~2⁻⁵³ ≈ 1e-16",
+    why="entries of P in [0, 1] and μ-weighted sums of ≤ 36 of them (total ½): rounding "
+    "~36 · 2⁻⁵³ ≈ 4e-15 at most",
     reference="(8a–c) checked entrywise here and the double sum Σ μ_i μ_j v_ij",
 )
 def _(w: World) -> float:
@@ -569,8 +571,8 @@ def _triple(w: World, third):
     "(9) = E[h²] − 2E[h·g] + E[g²] with g = E_{y∼μ}[v(y₁, y) − v(y₂, y)]",
     draw=world,
     tolerance=1e-11,
-    why="μ⊗μ-weighted sums of h², h·g and g², |h| up to ~1.5·10² (terms up to ~2·10⁴), that "
-    "cancel to (9): rounding ~2·10⁴ · 2⁻⁵³ ≈ 2e-12 per operation",
+    why="μ⊗μ-weighted means of h², h·g and g², |h| up to ~1.5·10² (terms up to ~2·10⁴), that "
+    "cancel to (9): each of the four means rounds to ~2·10⁴ · 2⁻⁵³ ≈ 2e-12",
     reference=SUMS,
 )
 def _(w: World) -> float:
