@@ -60,15 +60,22 @@ def margin(tolerance: str, worst: str) -> str:
     return registry.margin(float(tolerance), float(worst))
 
 
-def rows_from(runs: list[dict]) -> list[tuple[str, ...]]:
-    """One row per claim expected to hold or identity: its tolerance, worst residual and margin."""
+def _worst(runs: list[dict], kinds, residual) -> tuple[dict[str, float], dict[str, float]]:
+    """Per claim of these expected kinds: the worst ``residual(record)`` over the runs, and its
+    tolerance."""
     worst: dict[str, float] = {}
     tolerance: dict[str, float] = {}
     for run in runs:
         for r in run["claims"]:
-            if r["expected"] in TABLED:
-                worst[r["id"]] = max(worst.get(r["id"], 0.0), r["max_residual"])
+            if r["expected"] in kinds:
+                worst[r["id"]] = max(worst.get(r["id"], 0.0), residual(r))
                 tolerance[r["id"]] = r["tolerance"]
+    return worst, tolerance
+
+
+def rows_from(runs: list[dict]) -> list[tuple[str, ...]]:
+    """One row per claim expected to hold or identity: its tolerance, worst residual and margin."""
+    worst, tolerance = _worst(runs, TABLED, lambda r: r["max_residual"])
     out = []
     for (label,) in labels():
         cid = label.strip("`")
@@ -80,14 +87,7 @@ def rows_from(runs: list[dict]) -> list[tuple[str, ...]]:
 def errata_off(runs: list[dict]) -> tuple[str, str, str]:
     """Over the errata, the worst of a miss's distance from the predicted discrepancy and of a
     corrected form's residual; and the least margin below an erratum's tolerance, with its id."""
-    worst: dict[str, float] = {}
-    tolerance: dict[str, float] = {}
-    for run in runs:
-        for r in run["claims"]:
-            if r["expected"] == "erratum":
-                off = max(r["max_off"], r["max_corrected"])
-                worst[r["id"]] = max(worst.get(r["id"], 0.0), off)
-                tolerance[r["id"]] = r["tolerance"]
+    worst, tolerance = _worst(runs, ("erratum",), lambda r: max(r["max_off"], r["max_corrected"]))
     cid = max(worst, key=lambda c: worst[c] / tolerance[c])
     least = margin(f"{tolerance[cid]:.0e}", f"{worst[cid]:.1e}")
     return f"{max(worst.values()):.1e}", least, f"`{cid}`"
